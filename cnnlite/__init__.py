@@ -1,0 +1,19 @@
+"""cnnlite: a small, readable deep-learning framework for learning how CNNs work.
+
+>>> import cnnlite as cl
+>>> from cnnlite import functional as F
+>>> x = cl.tensor([[1.0, -2.0]], requires_grad=True)
+>>> (x * x).sum().backward()
+>>> x.grad
+array([[ 2., -4.]], dtype=float32)
+"""
+from cnnlite.tensor import Tensor, tensor  # first: it gives Tensor its operators
+from cnnlite import backend, cuda, functional  # noqa: E402
+from cnnlite.autograd import Function, enable_grad, is_grad_enabled, no_grad
+from cnnlite.backend import DeviceError
+from cnnlite.errors import OpError
+from cnnlite.functional import (abs, clip, concat, exp, log, matmul, maximum, pad, split,
+                                sqrt, stack, where)
+from cnnlite.testing import GradcheckError, gradcheck
+
+__version__ = "0.1.0"

@@ -1,0 +1,292 @@
+"""The autograd engine: ``Function`` (one differentiable op) and the backward walk.
+
+A forward pass builds the graph as it runs ("define by run")::
+
+    x ──► Mul ──► y ──► Sum ──► loss          every Tensor made by an op remembers its
+    w ──┘                                     creator Function; every Function its inputs.
+
+``loss.backward()`` walks that graph from the end. A Function is processed only when the
+gradients of all of its outputs are complete, which is guaranteed by handling Functions in
+decreasing *generation* (a Function's generation is one more than the newest of its inputs).
+The walk uses a heap, never recursion, so a chain of 20,000 ops is as fine as a chain of 3.
+
+Writing an op: subclass ``Function`` and implement ``forward(*arrays)`` and
+``backward(*grad_outputs)`` on raw NumPy/CuPy arrays. Keep what backward needs with
+``self.save_for_backward(...)``; the engine frees it after the backward pass and notices when
+one of those arrays was changed in place in between.
+"""
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import weakref
+from dataclasses import dataclass
+
+from cnnlite import backend
+
+_grad_enabled = True
+
+
+def is_grad_enabled() -> bool:
+    return _grad_enabled
+
+
+@contextlib.contextmanager
+def _grad_mode(enabled: bool):
+    global _grad_enabled
+    previous = _grad_enabled
+    _grad_enabled = enabled
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+def no_grad():
+    """Context manager: ops inside build no graph (evaluation, optimiser updates)."""
+    return _grad_mode(False)
+
+
+def enable_grad():
+    """Context manager: turn graph building back on inside a ``no_grad`` block."""
+    return _grad_mode(True)
+
+
+def _shapes(arrays) -> str:
+    return ", ".join(str(tuple(a.shape)) for a in arrays)
+
+
+class Function:
+    """One differentiable operation on raw arrays.
+
+    Subclasses implement
+
+    * ``forward(*xs) -> y or tuple of ys``: compute the outputs from input arrays;
+    * ``backward(*gys) -> gx or tuple of gxs``: given dL/dy for each output, return dL/dx for
+      each input (``None`` for inputs that need no gradient, see ``self.needs_input_grad``).
+
+    A Function object is used once: ``Mul()(a, b)``. The functional API wraps that call.
+    """
+
+    generation = 0
+    saved = None
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def save_for_backward(self, *arrays):
+        """Keep arrays for ``backward``; they are read back as ``self.saved``."""
+        self.saved = arrays
+
+    def forward(self, *xs):
+        raise NotImplementedError(f"{self.name} must implement forward(*arrays)")
+
+    def backward(self, *gys):
+        raise NotImplementedError(f"{self.name} does not implement backward")
+
+    def __call__(self, *inputs):
+        return self.apply(*inputs)
+
+    def apply(self, *inputs):
+        from cnnlite.tensor import Tensor
+
+        tensors = _as_tensors(inputs, self.name)
+        _check_same_device(tensors, self.name)
+        xs = [t.data for t in tensors]
+        self.needs_input_grad = tuple(_grad_enabled and t.requires_grad for t in tensors)
+        try:
+            ys = self.forward(*xs)
+        except (ValueError, IndexError) as error:
+            # An error from deep inside NumPy gets the op's name and the input shapes; our own
+            # checks already say both, so they pass through unchanged.
+            if getattr(error, "from_cnnlite", False):
+                raise
+            raise type(error)(f"{self.name}: {error} (input shapes: {_shapes(xs)})") from None
+        single = not isinstance(ys, tuple)
+        ys = (ys,) if single else ys
+
+        requires_grad = any(self.needs_input_grad)
+        outputs = [Tensor(backend.array_module(y).asarray(y), requires_grad=requires_grad)
+                   for y in ys]
+        if requires_grad:
+            self.inputs = tensors
+            self.outputs = [weakref.ref(y) for y in outputs]
+            self.output_specs = [(y.shape, y.dtype) for y in outputs]
+            self.generation = max(t.generation for t in tensors) + 1
+            for y in outputs:
+                y.creator = self
+                y.generation = self.generation
+            self._record_saved_versions(tensors + outputs)
+        else:
+            self.saved = None
+        return outputs[0] if single else tuple(outputs)
+
+    def _record_saved_versions(self, tensors):
+        """Remember the version of every tensor whose array was saved for backward."""
+        saved_ids = {id(a) for a in (self.saved or ())}
+        self._saved_versions = [(weakref.ref(t), t._version, i)
+                                for i, t in enumerate(tensors) if id(t.data) in saved_ids]
+        self._had_saved = self.saved is not None
+
+    def _check_saved_versions(self):
+        for ref, version, position in self._saved_versions:
+            t = ref()
+            if t is not None and t._version != version:
+                role = (f"input {position}" if position < len(self.inputs)
+                        else f"output {position - len(self.inputs)}")
+                raise RuntimeError(
+                    f"{self.name}: an array it saved for backward ({role}, shape "
+                    f"{tuple(t.shape)}) was modified in place after the forward pass (version "
+                    f"{version} -> {t._version}); the gradient would be wrong. Change a copy "
+                    f"(t.clone()) instead, or make the change after backward().")
+
+
+def _as_tensors(inputs, op_name):
+    """Tensors for the inputs; Python numbers take the dtype and device of the tensor inputs."""
+    from cnnlite.tensor import Tensor, as_tensor
+
+    like = next((x for x in inputs if isinstance(x, Tensor)), None)
+    return [x if isinstance(x, Tensor) else as_tensor(x, like=like, op_name=op_name)
+            for x in inputs]
+
+
+def _check_same_device(tensors, op_name):
+    devices = [t.device for t in tensors]
+    if len(set(devices)) > 1:
+        listing = ", ".join(f"input {i} on {d} {tuple(t.shape)}"
+                            for i, (t, d) in enumerate(zip(tensors, devices)))
+        raise backend.DeviceError(
+            f"{op_name}: all inputs must be on one device, got {listing}; "
+            f"move them with .to('cpu') or .to('cuda')")
+
+
+# ---------------------------------------------------------------------------------------------
+# The backward walk.
+
+
+@dataclass
+class BackwardStep:
+    """One step of the backward pass, as ``iter_backward`` yields it (for notebooks)."""
+
+    function: Function
+    grad_outputs: tuple
+    grad_inputs: tuple
+
+    def __repr__(self):
+        outs = ", ".join(str(None if g is None else tuple(g.shape)) for g in self.grad_outputs)
+        ins = ", ".join(str(None if g is None else tuple(g.shape)) for g in self.grad_inputs)
+        return f"<{self.function.name}: grad outputs [{outs}] -> grad inputs [{ins}]>"
+
+
+def _initial_grad(root, grad):
+    xp = backend.array_module(root.data)
+    if grad is None:
+        if root.size != 1:
+            raise RuntimeError(
+                f"backward() without a gradient works only for a scalar (one-element) tensor; "
+                f"this one has shape {tuple(root.shape)}. Reduce it first (y.sum().backward()) "
+                f"or pass the upstream gradient: y.backward(grad) with grad of that shape.")
+        return xp.ones_like(root.data)
+    grad = grad.data if hasattr(grad, "creator") else xp.asarray(grad, dtype=root.dtype)
+    if grad.shape != root.shape:
+        raise ValueError(f"backward(): gradient of shape {tuple(grad.shape)} given for a tensor "
+                         f"of shape {tuple(root.shape)}; they must be equal")
+    return grad
+
+
+def _accumulate(grads, tensor, g):
+    key = id(tensor)
+    grads[key] = g if key not in grads else grads[key] + g
+
+
+def _finish_tensor_grad(tensor, g):
+    """Run hooks on a tensor's complete gradient; store it on leaves and retain_grad tensors."""
+    for hook in list(tensor._hooks.values()):
+        replaced = hook(g)
+        if replaced is not None:
+            g = replaced.data if hasattr(replaced, "creator") else replaced
+    if tensor.creator is None or tensor._retains_grad:
+        tensor.grad = g if tensor.grad is None else tensor.grad + g
+    return g
+
+
+def iter_backward(root, grad=None, retain_graph=False):
+    """Walk the graph behind ``root`` backwards, yielding a ``BackwardStep`` per Function.
+
+    ``Tensor.backward`` simply exhausts this generator; a notebook can step through it::
+
+        for step in cl.autograd.iter_backward(loss):
+            print(step)      # <Mul: grad outputs [(3,)] -> grad inputs [(3,), (3,)]>
+    """
+    if not root.requires_grad:
+        raise RuntimeError("backward(): this tensor does not require grad and has no graph; "
+                           "create its inputs with requires_grad=True")
+    grads = {id(root): _initial_grad(root, grad)}
+    if root.creator is None:
+        _finish_tensor_grad(root, grads.pop(id(root)))
+        return
+
+    counter = itertools.count()  # tie-breaker: the heap never compares Functions
+    heap = [(-root.creator.generation, next(counter), root.creator)]
+    queued = {id(root.creator)}
+    leaves = {}
+    while heap:
+        _, _, function = heapq.heappop(heap)
+        outputs = [ref() for ref in function.outputs]
+        gys = []
+        for y in outputs:
+            g = None if y is None else grads.pop(id(y), None)
+            if g is not None:
+                g = _finish_tensor_grad(y, g)
+            gys.append(g)
+        xp = backend.array_module(function.inputs[0].data)
+        # An output nobody used (or that was garbage collected) gets a zero gradient.
+        gys = tuple(xp.zeros(shape, dtype) if g is None else g
+                    for (shape, dtype), g in zip(function.output_specs, gys))
+
+        if function._had_saved and function.saved is None:
+            raise RuntimeError(
+                f"{function.name}: trying to run backward through the graph a second time, but "
+                f"the arrays it saved were freed after the first backward(). Pass "
+                f"retain_graph=True to the first backward() if you need to walk it again.")
+        function._check_saved_versions()
+        gxs = function.backward(*gys)
+        gxs = gxs if isinstance(gxs, tuple) else (gxs,)
+        _check_grad_inputs(function, gxs)
+        if not retain_graph:
+            function.saved = None
+        yield BackwardStep(function, gys, gxs)
+
+        for x, gx in zip(function.inputs, gxs):
+            if gx is None or not x.requires_grad:
+                continue
+            if gx.dtype != x.dtype:
+                gx = gx.astype(x.dtype)
+            _accumulate(grads, x, gx)
+            if x.creator is None:
+                leaves[id(x)] = x
+            elif id(x.creator) not in queued:
+                queued.add(id(x.creator))
+                heapq.heappush(heap, (-x.creator.generation, next(counter), x.creator))
+
+    for key, leaf in leaves.items():
+        _finish_tensor_grad(leaf, grads.pop(key))
+
+
+def _check_grad_inputs(function, gxs):
+    """A wrong gradient shape is a bug in an op's backward: say which op and which input."""
+    if len(gxs) != len(function.inputs):
+        raise RuntimeError(f"{function.name}.backward returned {len(gxs)} gradients for "
+                           f"{len(function.inputs)} inputs")
+    for i, (x, gx) in enumerate(zip(function.inputs, gxs)):
+        if gx is not None and tuple(gx.shape) != tuple(x.shape):
+            raise RuntimeError(f"{function.name}.backward returned a gradient of shape "
+                               f"{tuple(gx.shape)} for input {i} of shape {tuple(x.shape)}")
+
+
+def backward(root, grad=None, retain_graph=False):
+    """Compute the gradient of ``root`` with respect to every leaf tensor that requires grad."""
+    for _ in iter_backward(root, grad, retain_graph):
+        pass

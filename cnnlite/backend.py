@@ -1,0 +1,157 @@
+"""Where arrays live and which implementation of an op runs: the one place that decides.
+
+Every array in cnnlite is either a NumPy array (device ``"cpu"``) or a CuPy array (device
+``"cuda"``). The choice is made per array, never by swapping a global module: ``array_module(a)``
+returns the module that owns ``a`` and ops call ``xp.exp(...)`` on it.
+
+Hot ops (im2col, pooling, LRN, ...) come in three implementations, registered by name:
+
+* ``"reference"``: plain Python loops in ``cnnlite/reference``, the readable ground truth;
+* ``"cpu"``: numba kernels in ``cnnlite/cpu``;
+* ``"cuda"``: CUDA C kernels in ``kernels/*.cu``, launched from ``cnnlite/cuda``.
+
+``kernel(name, array)`` picks the fast one for the array's device, unless the
+``use_reference()`` context is active, which makes every op run its reference loops (that is
+how the tests prove fast == reference through the whole autograd stack).
+
+CuPy is imported lazily, the first time a GPU is asked about, so that cnnlite imports and runs
+on machines without it.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import threading
+
+import numpy as np
+
+CUDA_INSTALL_HINT = (
+    "install the GPU extra that matches your CUDA toolkit: "
+    "pip install 'cnnlite[cuda12]' (CUDA 12.x) or pip install 'cnnlite[cuda13]' (CUDA 13.x)"
+)
+
+_cupy = None
+_cupy_checked = False
+_state = threading.local()
+
+
+class DeviceError(RuntimeError):
+    """Raised when arrays on different devices meet, or a device is not available."""
+
+
+def cupy_module():
+    """Return the ``cupy`` module, or ``None`` when it is not installed (imported once)."""
+    global _cupy, _cupy_checked
+    if not _cupy_checked:
+        _cupy_checked = True
+        try:
+            _cupy = importlib.import_module("cupy")
+        except Exception:  # ImportError, or a broken CUDA install that fails at import time
+            _cupy = None
+    return _cupy
+
+
+def cuda_available() -> bool:
+    """True when cupy is installed and sees at least one GPU."""
+    cp = cupy_module()
+    if cp is None:
+        return False
+    try:
+        return cp.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def is_cupy_array(a) -> bool:
+    # Checked by module name so that no cupy import is needed to answer "no".
+    return type(a).__module__.split(".")[0] == "cupy"
+
+
+def device_of(a) -> str:
+    """``"cuda"`` for a CuPy array, ``"cpu"`` for anything else."""
+    return "cuda" if is_cupy_array(a) else "cpu"
+
+
+def array_module(*arrays):
+    """The array module (``numpy`` or ``cupy``) that owns ``arrays``; all must agree."""
+    devices = {device_of(a) for a in arrays if a is not None}
+    if len(devices) > 1:
+        raise DeviceError(f"arrays on different devices: {sorted(devices)}")
+    if devices == {"cuda"}:
+        return cupy_module()
+    return np
+
+
+def check_device(device: str) -> str:
+    """Normalise a device name (``"cpu"``, ``"cuda"``, ``"cuda:0"``) and check it is usable."""
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got {device!r}")
+    name = device.split(":")[0]
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}: cnnlite knows 'cpu' and 'cuda'")
+    if name == "cuda" and not cuda_available():
+        reason = "cupy is not installed" if cupy_module() is None else "cupy sees no GPU"
+        raise DeviceError(f"device 'cuda' is not available ({reason}); {CUDA_INSTALL_HINT}")
+    return name
+
+
+def to_device(a, device: str):
+    """Copy array ``a`` to ``device`` (no copy when it is already there)."""
+    device = check_device(device)
+    if device_of(a) == device:
+        return a
+    if device == "cuda":
+        return cupy_module().asarray(a)
+    return a.get()
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernel registry: name -> implementation, per implementation family.
+
+_FAMILY_MODULES = {
+    "reference": "cnnlite.reference",
+    "cpu": "cnnlite.cpu",
+    "cuda": "cnnlite.cuda",
+}
+
+
+def _implementation() -> str | None:
+    return getattr(_state, "implementation", None)
+
+
+@contextlib.contextmanager
+def use_reference():
+    """Run every hot op through its readable reference loops inside this block.
+
+    >>> with cl.backend.use_reference():
+    ...     y = F.conv2d(x, w)      # im2col/col2im by the loops in cnnlite/reference
+    """
+    previous = _implementation()
+    _state.implementation = "reference"
+    try:
+        yield
+    finally:
+        _state.implementation = previous
+
+
+def kernel(name: str, array):
+    """The implementation of hot op ``name`` for ``array``'s device.
+
+    Each family module exposes a dict ``KERNELS`` mapping op names to callables on raw arrays.
+    """
+    family = _implementation() or device_of(array)
+    if family == "reference" and is_cupy_array(array):
+        raise DeviceError(f"{name}: the reference loops run on NumPy arrays only, got a cupy array")
+    kernels = importlib.import_module(_FAMILY_MODULES[family]).KERNELS
+    try:
+        return kernels[name]
+    except KeyError:
+        raise NotImplementedError(f"no {family} implementation of kernel {name!r}") from None
+
+
+def add_at(target, index, values):
+    """``target[index] += values`` where repeated indices add up (``numpy.add.at``)."""
+    if is_cupy_array(target):
+        importlib.import_module("cupyx").scatter_add(target, index, values)
+    else:
+        np.add.at(target, index, values)

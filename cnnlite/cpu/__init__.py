@@ -1,0 +1,8 @@
+"""Fast CPU implementations: numba kernels (parallel where it pays) and NumPy/BLAS.
+
+``KERNELS`` maps each hot op's name to its fast CPU version, with the same signature as the
+loop version of the same name in ``cnnlite.reference``.
+"""
+from cnnlite.cpu import activation, im2col, norm, pool
+
+KERNELS = {**im2col.KERNELS, **pool.KERNELS, **norm.KERNELS, **activation.KERNELS}

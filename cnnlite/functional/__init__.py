@@ -1,0 +1,26 @@
+"""The functional API: every differentiable op as a plain function of tensors.
+
+``import cnnlite.functional as F`` then ``F.conv2d(x, w, b)``, ``F.relu(x)``, ... Each function
+builds one ``Function`` (see ``cnnlite.autograd``) from the module of its topic:
+
+math        element-wise arithmetic, exp/log/sqrt/abs/clip/maximum/where, matmul
+reduction   sum, mean, max, min, var
+shape       reshape, transpose, broadcast, indexing, concat/stack/split, pad
+conv        conv2d (im2col + GEMM), linear
+pool        max/avg/adaptive/global/stochastic/max+avg/spatial-pyramid pooling
+norm        batch_norm, local_response_norm
+activation  relu and its family, sigmoid, tanh, softplus, maxout, APL
+dropout     inverted dropout
+loss        softmax, log_softmax, cross_entropy, nll_loss, mse_loss
+"""
+from cnnlite.functional.math import (abs, add, astype, clip, clone, div, exp, log, matmul,
+                                     maximum, mul, neg, pow, sqrt, sub, sum_to, where)
+from cnnlite.functional.reduction import max, mean, min, sum, var
+from cnnlite.functional.shape import (broadcast_to, concat, expand, flatten, getitem, pad,
+                                      reshape, split, squeeze, stack, transpose, unsqueeze)
+from cnnlite.functional.conv import *  # noqa: F401,F403
+from cnnlite.functional.pool import *  # noqa: F401,F403
+from cnnlite.functional.norm import *  # noqa: F401,F403
+from cnnlite.functional.activation import *  # noqa: F401,F403
+from cnnlite.functional.dropout import *  # noqa: F401,F403
+from cnnlite.functional.loss import *  # noqa: F401,F403

@@ -1,0 +1,374 @@
+"""Element-wise arithmetic, ``matmul`` and the elementary functions, with their derivatives.
+
+Binary ops follow NumPy broadcasting. In backward, the gradient of a broadcast input is summed
+over the axes along which it was broadcast (``sum_to``), so it has the input's shape again.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from cnnlite import backend
+from cnnlite.autograd import Function
+from cnnlite.errors import OpError
+
+
+def sum_to(g, shape):
+    """Sum array ``g`` down to ``shape``: undo NumPy broadcasting in the backward pass.
+
+    ``shape`` (3, 1) broadcast to ``g.shape`` (2, 3, 4): sum axis 0 (added in front), then
+    axis 2 with keepdims (it was 1), giving (3, 1) again.
+    """
+    shape = tuple(shape)
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape)
+                                      if n == 1 and g.shape[lead + i] != 1)
+    g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(shape)
+
+
+class BroadcastBinary(Function):
+    """Base of the binary element-wise ops: checks that the two shapes broadcast."""
+
+    symbol = "?"
+
+    def forward(self, a, b):
+        try:
+            np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise OpError(f"{self.name} ({self.symbol}): shapes {tuple(a.shape)} and "
+                          f"{tuple(b.shape)} cannot be broadcast together") from None
+        self.shapes = (a.shape, b.shape)
+        return self.compute(a, b)
+
+    def reduce_grads(self, ga, gb):
+        sa, sb = self.shapes
+        return (sum_to(ga, sa) if self.needs_input_grad[0] else None,
+                sum_to(gb, sb) if self.needs_input_grad[1] else None)
+
+
+class Add(BroadcastBinary):
+    """y = a + b;  dy/da = 1, dy/db = 1."""
+
+    symbol = "+"
+
+    def compute(self, a, b):
+        return a + b
+
+    def backward(self, gy):
+        return self.reduce_grads(gy, gy)
+
+
+class Sub(BroadcastBinary):
+    """y = a - b;  dy/da = 1, dy/db = -1."""
+
+    symbol = "-"
+
+    def compute(self, a, b):
+        return a - b
+
+    def backward(self, gy):
+        return self.reduce_grads(gy, -gy)
+
+
+class Mul(BroadcastBinary):
+    """y = a * b;  dy/da = b, dy/db = a."""
+
+    symbol = "*"
+
+    def compute(self, a, b):
+        self.save_for_backward(a, b)
+        return a * b
+
+    def backward(self, gy):
+        a, b = self.saved
+        return self.reduce_grads(gy * b, gy * a)
+
+
+class Div(BroadcastBinary):
+    """y = a / b;  dy/da = 1 / b, dy/db = -a / b^2."""
+
+    symbol = "/"
+
+    def compute(self, a, b):
+        self.save_for_backward(a, b)
+        return a / b
+
+    def backward(self, gy):
+        a, b = self.saved
+        ga = gy / b
+        return self.reduce_grads(ga, -ga * a / b)
+
+
+class Pow(BroadcastBinary):
+    """y = a ** b;  dy/da = b a^(b-1), dy/db = a^b log(a) (needs a > 0)."""
+
+    symbol = "**"
+
+    def compute(self, a, b):
+        y = a ** b
+        self.save_for_backward(a, b, y)
+        return y
+
+    def backward(self, gy):
+        a, b, y = self.saved
+        ga = gy * b * a ** (b - 1) if self.needs_input_grad[0] else gy
+        gb = gy * y * np.log(a) if self.needs_input_grad[1] else gy
+        return self.reduce_grads(ga, gb)
+
+
+class Maximum(BroadcastBinary):
+    """y = max(a, b) element-wise; the gradient goes to the larger one (half each on ties)."""
+
+    symbol = "maximum"
+
+    def compute(self, a, b):
+        self.save_for_backward(a, b)
+        return backend.array_module(a).maximum(a, b)
+
+    def backward(self, gy):
+        a, b = self.saved
+        share_a = (a > b) + 0.5 * (a == b)
+        return self.reduce_grads(gy * share_a, gy * (1 - share_a))
+
+
+class Neg(Function):
+    """y = -x."""
+
+    def forward(self, x):
+        return -x
+
+    def backward(self, gy):
+        return -gy
+
+
+class Exp(Function):
+    """y = e^x;  dy/dx = y."""
+
+    def forward(self, x):
+        y = backend.array_module(x).exp(x)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, gy):
+        (y,) = self.saved
+        return gy * y
+
+
+class Log(Function):
+    """y = ln x;  dy/dx = 1 / x."""
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        return backend.array_module(x).log(x)
+
+    def backward(self, gy):
+        (x,) = self.saved
+        return gy / x
+
+
+class Sqrt(Function):
+    """y = sqrt(x);  dy/dx = 1 / (2 y)."""
+
+    def forward(self, x):
+        y = backend.array_module(x).sqrt(x)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, gy):
+        (y,) = self.saved
+        return gy / (2 * y)
+
+
+class Abs(Function):
+    """y = |x|;  dy/dx = sign(x) (0 at x = 0, as in NumPy and PyTorch)."""
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        return abs(x)
+
+    def backward(self, gy):
+        (x,) = self.saved
+        return gy * backend.array_module(x).sign(x)
+
+
+class Clip(Function):
+    """y = min(max(x, low), high);  dy/dx = 1 inside [low, high], 0 outside."""
+
+    def __init__(self, low, high):
+        self.low, self.high = low, high
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        return backend.array_module(x).clip(x, self.low, self.high)
+
+    def backward(self, gy):
+        (x,) = self.saved
+        inside = np.ones((), bool)
+        if self.low is not None:
+            inside = inside & (x >= self.low)
+        if self.high is not None:
+            inside = inside & (x <= self.high)
+        return gy * inside
+
+
+class Where(Function):
+    """y = a where condition else b; the gradient flows to the side that was chosen."""
+
+    def __init__(self, condition):
+        self.condition = condition
+
+    def forward(self, a, b):
+        try:
+            np.broadcast_shapes(self.condition.shape, a.shape, b.shape)
+        except ValueError:
+            raise OpError(f"where: condition {tuple(self.condition.shape)}, x {tuple(a.shape)} "
+                          f"and y {tuple(b.shape)} cannot be broadcast together") from None
+        self.shapes = (a.shape, b.shape)
+        return backend.array_module(a).where(self.condition, a, b)
+
+    def backward(self, gy):
+        zero = gy.dtype.type(0)
+        xp = backend.array_module(gy)
+        ga = sum_to(xp.where(self.condition, gy, zero), self.shapes[0])
+        gb = sum_to(xp.where(self.condition, zero, gy), self.shapes[1])
+        return ga, gb
+
+
+class MatMul(Function):
+    """y = a @ b, batched over leading axes (which broadcast), as ``numpy.matmul``.
+
+    a: (..., n, k), b: (..., k, m) -> y: (..., n, m)
+    dL/da = dL/dy @ b^T,  dL/db = a^T @ dL/dy  (then summed over broadcast batch axes).
+    A 1-d a is treated as (1, k) and a 1-d b as (k, 1), the added axis removed again.
+    """
+
+    def forward(self, a, b):
+        if a.ndim == 0 or b.ndim == 0:
+            raise OpError(f"matmul (@): both operands need at least 1 dimension, got shapes "
+                          f"{tuple(a.shape)} and {tuple(b.shape)}")
+        k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
+        if a.shape[-1] != k_b:
+            raise OpError(f"matmul (@): shapes {tuple(a.shape)} and {tuple(b.shape)} do not "
+                          f"align: {a.shape[-1]} (last axis of a) != {k_b} (second-to-last "
+                          f"axis of b)")
+        try:
+            np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        except ValueError:
+            raise OpError(f"matmul (@): batch shapes of {tuple(a.shape)} and {tuple(b.shape)} "
+                          f"cannot be broadcast together") from None
+        self.save_for_backward(a, b)
+        return a @ b
+
+    def backward(self, gy):
+        a, b = self.saved
+        xp = backend.array_module(gy)
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        if a.ndim == 1:
+            gy = xp.expand_dims(gy, -2)
+        if b.ndim == 1:
+            gy = xp.expand_dims(gy, -1)
+        ga = gb = None
+        if self.needs_input_grad[0]:
+            ga = sum_to(gy @ xp.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+        if self.needs_input_grad[1]:
+            gb = sum_to(xp.swapaxes(a2, -1, -2) @ gy, b2.shape).reshape(b.shape)
+        return ga, gb
+
+
+class Copy(Function):
+    """y = x as a new array (``clone``); the gradient passes through."""
+
+    def forward(self, x):
+        return x.copy()
+
+    def backward(self, gy):
+        return gy
+
+
+class AsType(Function):
+    """y = x converted to another dtype; the gradient is converted back."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+    def forward(self, x):
+        self.source = x.dtype
+        return x.astype(self.dtype)
+
+    def backward(self, gy):
+        return gy.astype(self.source)
+
+
+# --- the functional API ------------------------------------------------------------------------
+
+def add(a, b):
+    return Add()(a, b)
+
+
+def sub(a, b):
+    return Sub()(a, b)
+
+
+def mul(a, b):
+    return Mul()(a, b)
+
+
+def div(a, b):
+    return Div()(a, b)
+
+
+def pow(a, b):
+    return Pow()(a, b)
+
+
+def maximum(a, b):
+    """Element-wise maximum of two tensors (broadcasting)."""
+    return Maximum()(a, b)
+
+
+def matmul(a, b):
+    return MatMul()(a, b)
+
+
+def neg(x):
+    return Neg()(x)
+
+
+def exp(x):
+    return Exp()(x)
+
+
+def log(x):
+    return Log()(x)
+
+
+def sqrt(x):
+    return Sqrt()(x)
+
+
+def abs(x):
+    return Abs()(x)
+
+
+def clip(x, low=None, high=None):
+    """Limit ``x`` to ``[low, high]`` (either bound may be ``None``)."""
+    if low is None and high is None:
+        raise OpError("clip: give at least one of low and high")
+    return Clip(low, high)(x)
+
+
+def where(condition, a, b):
+    """``a`` where ``condition`` is true, else ``b`` (broadcasting); no gradient to condition."""
+    condition = getattr(condition, "data", condition)
+    return Where(condition)(a, b)
+
+
+def clone(x):
+    return Copy()(x)
+
+
+def astype(x, dtype):
+    return AsType(dtype)(x)

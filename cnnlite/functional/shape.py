@@ -1,0 +1,253 @@
+"""Ops that move values around without computing new ones: reshape, transpose, broadcast,
+indexing, concatenation, stacking, splitting and padding.
+
+Their backward passes move the gradient back the same way: reshape it back, transpose it by the
+inverse permutation, sum it over broadcast axes, scatter it into the indexed places, cut it
+into the concatenated pieces, crop away the padding.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from cnnlite import backend
+from cnnlite.autograd import Function
+from cnnlite.errors import OpError
+from cnnlite.functional.math import sum_to
+from cnnlite.tensor import Tensor, as_tensor
+
+
+def _shape_arg(shape):
+    """Accept ``reshape(2, 3)`` as well as ``reshape((2, 3))``."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        return tuple(shape[0])
+    return tuple(shape)
+
+
+class Reshape(Function):
+    """y = x with a new shape of the same size; dL/dx = dL/dy reshaped back."""
+
+    def __init__(self, shape):
+        self.shape = shape
+
+    def forward(self, x):
+        known = int(np.prod([n for n in self.shape if n != -1]))
+        fits = (self.shape.count(-1) == 1 and known > 0 and x.size % known == 0) or \
+            (self.shape.count(-1) == 0 and known == x.size)
+        if not fits:
+            raise OpError(f"reshape: cannot reshape a tensor of shape {tuple(x.shape)} "
+                          f"({x.size} elements) into {self.shape}")
+        self.x_shape = x.shape
+        return x.reshape(self.shape)
+
+    def backward(self, gy):
+        return gy.reshape(self.x_shape)
+
+
+class Transpose(Function):
+    """y = x with its axes permuted (reversed when no axes are given)."""
+
+    def __init__(self, axes):
+        self.axes = axes
+
+    def forward(self, x):
+        axes = self.axes or tuple(reversed(range(x.ndim)))
+        if sorted(a % max(x.ndim, 1) for a in axes) != list(range(x.ndim)):
+            raise OpError(f"transpose: axes {axes} are not a permutation of the "
+                          f"{x.ndim} axes of a tensor of shape {tuple(x.shape)}")
+        self.inverse = tuple(np.argsort([a % x.ndim for a in axes]))
+        return x.transpose(axes)
+
+    def backward(self, gy):
+        return gy.transpose(self.inverse)
+
+
+class BroadcastTo(Function):
+    """y = x broadcast to a larger shape; dL/dx = dL/dy summed over the broadcast axes."""
+
+    def __init__(self, shape):
+        self.shape = shape
+
+    def forward(self, x):
+        lead = len(self.shape) - x.ndim
+        target = tuple(x.shape[i - lead] if n == -1 and i >= lead else n
+                       for i, n in enumerate(self.shape))
+        try:
+            y = backend.array_module(x).broadcast_to(x, target)
+        except ValueError:
+            raise OpError(f"broadcast_to: cannot broadcast a tensor of shape {tuple(x.shape)} "
+                          f"to {self.shape}") from None
+        self.x_shape = x.shape
+        return y
+
+    def backward(self, gy):
+        return sum_to(gy, self.x_shape)
+
+
+class GetItem(Function):
+    """y = x[index] for any NumPy index (slices, integers, integer or boolean arrays).
+
+    Backward scatters dL/dy into zeros of x's shape; indices that repeat add up (``add.at``).
+    """
+
+    def __init__(self, index):
+        self.index = index
+
+    def forward(self, x):
+        self.x_shape, self.x_dtype = x.shape, x.dtype
+        return x[self.index]
+
+    def backward(self, gy):
+        gx = backend.array_module(gy).zeros(self.x_shape, dtype=gy.dtype)
+        backend.add_at(gx, self.index, gy)
+        return gx
+
+
+class Concat(Function):
+    """y = the inputs joined along ``axis``; dL/dx_i = the matching slice of dL/dy."""
+
+    def __init__(self, axis):
+        self.axis = axis
+
+    def forward(self, *xs):
+        first = xs[0]
+        if not -first.ndim <= self.axis < first.ndim:
+            raise OpError(f"concat: axis {self.axis} is out of range for tensors with "
+                          f"{first.ndim} dimensions")
+        axis = self.axis % first.ndim
+        for x in xs[1:]:
+            other = [n for i, n in enumerate(x.shape) if i != axis]
+            if x.ndim != first.ndim or other != [n for i, n in enumerate(first.shape)
+                                                 if i != axis]:
+                shapes = ", ".join(str(tuple(t.shape)) for t in xs)
+                raise OpError(f"concat: shapes must match except along axis {self.axis}, "
+                              f"got {shapes}")
+        self.bounds = np.cumsum([x.shape[axis] for x in xs])[:-1]
+        self.axis = axis
+        return backend.array_module(first).concatenate(xs, axis=axis)
+
+    def backward(self, gy):
+        return tuple(backend.array_module(gy).split(gy, self.bounds, axis=self.axis))
+
+
+class Split(Function):
+    """ys = x cut along ``axis`` (NumPy's ``split``); dL/dx = the pieces' gradients joined."""
+
+    def __init__(self, indices_or_sections, axis):
+        self.indices_or_sections, self.axis = indices_or_sections, axis
+
+    def forward(self, x):
+        if not -x.ndim <= self.axis < x.ndim:
+            raise OpError(f"split: axis {self.axis} is out of range for a tensor of shape "
+                          f"{tuple(x.shape)}")
+        sections = self.indices_or_sections
+        if isinstance(sections, int) and (sections <= 0 or x.shape[self.axis] % sections):
+            raise OpError(f"split: axis {self.axis} of a tensor of shape {tuple(x.shape)} "
+                          f"does not divide into {sections} equal parts")
+        return tuple(backend.array_module(x).split(x, sections, axis=self.axis))
+
+    def backward(self, *gys):
+        return backend.array_module(gys[0]).concatenate(gys, axis=self.axis)
+
+
+class Pad(Function):
+    """y = x with a border of a constant value (NumPy's ``pad_width``); dL/dx = the centre."""
+
+    def __init__(self, pad_width, value):
+        self.pad_width, self.value = pad_width, value
+
+    def forward(self, x):
+        try:
+            widths = np.broadcast_to(np.asarray(self.pad_width, dtype=int), (x.ndim, 2))
+        except ValueError:
+            raise OpError(f"pad: pad_width {self.pad_width} does not fit a tensor of shape "
+                          f"{tuple(x.shape)} (need one (before, after) pair per axis)") from None
+        if (widths < 0).any():
+            raise OpError(f"pad: negative pad_width {self.pad_width}")
+        self.crop = tuple(slice(int(b), int(b) + n) for (b, _), n in zip(widths, x.shape))
+        return backend.array_module(x).pad(x, widths, mode="constant",
+                                           constant_values=self.value)
+
+    def backward(self, gy):
+        return gy[self.crop]
+
+
+def _tensor(x):
+    return x if isinstance(x, Tensor) else as_tensor(x)
+
+
+def reshape(x, *shape):
+    return Reshape(_shape_arg(shape))(x)
+
+
+def transpose(x, *axes):
+    return Transpose(_shape_arg(axes))(x)
+
+
+def flatten(x, start_axis=0, end_axis=-1):
+    """Merge axes ``start_axis..end_axis`` into one (all of them by default)."""
+    shape = _tensor(x).shape
+    start, end = start_axis % max(len(shape), 1), end_axis % max(len(shape), 1)
+    merged = int(np.prod(shape[start:end + 1]))
+    return reshape(x, shape[:start] + (merged,) + shape[end + 1:])
+
+
+def broadcast_to(x, *shape):
+    return BroadcastTo(_shape_arg(shape))(x)
+
+
+expand = broadcast_to
+
+
+def squeeze(x, axis=None):
+    """Drop axes of length 1 (all of them, or the ones named)."""
+    shape = _tensor(x).shape
+    axes = [i for i, n in enumerate(shape) if n == 1] if axis is None else \
+        [a % len(shape) for a in (axis if isinstance(axis, (tuple, list)) else (axis,))]
+    for a in axes:
+        if shape[a] != 1:
+            raise OpError(f"squeeze: axis {a} of shape {shape} has length {shape[a]}, not 1")
+    return reshape(x, tuple(n for i, n in enumerate(shape) if i not in axes))
+
+
+def unsqueeze(x, axis):
+    """Insert an axis of length 1 at position ``axis``."""
+    shape = list(_tensor(x).shape)
+    shape.insert(axis % (len(shape) + 1), 1)
+    return reshape(x, tuple(shape))
+
+
+def getitem(x, index):
+    if isinstance(index, tuple):
+        index = tuple(getattr(i, "data", i) for i in index)
+    else:
+        index = getattr(index, "data", index)
+    return GetItem(index)(x)
+
+
+def concat(tensors, axis=0):
+    """Join tensors along an existing axis."""
+    if len(tensors) == 0:
+        raise OpError("concat: needs at least one tensor")
+    return Concat(axis)(*tensors)
+
+
+def stack(tensors, axis=0):
+    """Join tensors of one shape along a new axis."""
+    if len(tensors) == 0:
+        raise OpError("stack: needs at least one tensor")
+    tensors = [as_tensor(t, like=tensors[0] if isinstance(tensors[0], Tensor) else None)
+               for t in tensors]
+    shapes = {t.shape for t in tensors}
+    if len(shapes) > 1:
+        raise OpError(f"stack: all tensors must have the same shape, got {sorted(shapes)}")
+    return concat([unsqueeze(t, axis) for t in tensors], axis=axis)
+
+
+def split(x, indices_or_sections, axis=0):
+    """Cut ``x`` into equal parts (an int) or at the given indices, as ``numpy.split``."""
+    return list(Split(indices_or_sections, axis)(x))
+
+
+def pad(x, pad_width, value=0.0):
+    """Pad with a constant, ``pad_width`` as in ``numpy.pad``: ((before, after), ...)."""
+    return Pad(pad_width, value)(x)

@@ -1,0 +1,9 @@
+"""Reference implementations: plain loops that read like the textbook formula.
+
+Slow on purpose. They are the ground truth the fast paths are tested against and the first
+thing to read to understand an op. ``KERNELS`` maps each hot op's name to its loop version;
+``cnnlite.backend.kernel`` hands them out inside ``cnnlite.backend.use_reference()``.
+"""
+from cnnlite.reference import activation, conv, norm, pool
+
+KERNELS = {**conv.KERNELS, **pool.KERNELS, **norm.KERNELS, **activation.KERNELS}

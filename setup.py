@@ -1,0 +1,37 @@
+"""Packaging for cnnlite. ``pip install -e '.[test]'`` for development."""
+from pathlib import Path
+
+from setuptools import setup
+
+HERE = Path(__file__).parent
+
+setup(
+    name="cnnlite",
+    version="0.1.0",
+    description="A small, readable CNN framework on NumPy with hand-written kernels, for learning",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=[
+        "cnnlite", "cnnlite.functional", "cnnlite.reference", "cnnlite.cpu", "cnnlite.cuda",
+        "cnnlite.nn", "cnnlite.optim", "cnnlite.data", "cnnlite.models", "cnnlite.viz",
+        "cnnlite.kernels",
+    ],
+    # The CUDA sources live in the top-level kernels/ folder and install as cnnlite/kernels,
+    # so an installed wheel finds them as package data.
+    package_dir={"cnnlite.kernels": "kernels"},
+    package_data={"cnnlite.kernels": ["*.cu", "*.cuh", "*.h"]},
+    install_requires=[
+        "numpy>=1.24",
+        "numba>=0.59",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        # torch is the reference the tests compare against; 2.13.0 is the CPU build these
+        # machines carry (a looser pin could pull several GB of CUDA packages).
+        "test": ["pytest>=7", "hypothesis>=6.80", "torch==2.13.0"],
+        "cuda12": ["cupy-cuda12x>=13"],
+        "cuda13": ["cupy-cuda13x>=13.6"],
+    },
+    entry_points={"console_scripts": ["cnnlite=cnnlite.cli:main"]},
+)
