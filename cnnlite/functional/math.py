@@ -186,7 +186,7 @@ class Abs(Function):
 
     def forward(self, x):
         self.save_for_backward(x)
-        return abs(x)
+        return backend.array_module(x).abs(x)
 
     def backward(self, gy):
         (x,) = self.saved
@@ -266,10 +266,10 @@ class MatMul(Function):
         xp = backend.array_module(gy)
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
+        if b.ndim == 1:  # first: for vector @ vector, gy () -> (1,) -> (1, 1)
+            gy = xp.expand_dims(gy, -1)
         if a.ndim == 1:
             gy = xp.expand_dims(gy, -2)
-        if b.ndim == 1:
-            gy = xp.expand_dims(gy, -1)
         ga = gb = None
         if self.needs_input_grad[0]:
             ga = sum_to(gy @ xp.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)

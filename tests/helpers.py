@@ -1,0 +1,53 @@
+"""Shared checks for op tests: values against NumPy, gradients against central differences and
+against PyTorch (the CPU build, a test-only dependency)."""
+import numpy as np
+import torch
+
+import cnnlite as cl
+
+
+def tensors_from(arrays, requires_grad=True):
+    """float64 cnnlite tensors for the float arrays; other arrays pass through untouched."""
+    return [cl.tensor(a, requires_grad=requires_grad and a.dtype.kind == "f")
+            if isinstance(a, np.ndarray) else a for a in arrays]
+
+
+def torch_grads(torch_fn, arrays, upstream):
+    """Gradients of sum(upstream * torch_fn(*arrays)) with respect to the float arrays."""
+    ts = [torch.tensor(a, requires_grad=a.dtype.kind == "f") if isinstance(a, np.ndarray)
+          else a for a in arrays]
+    y = torch_fn(*ts)
+    (y * torch.tensor(upstream)).sum().backward()
+    return [t.grad.numpy() if isinstance(t, torch.Tensor) and t.requires_grad else None
+            for t in ts]
+
+
+def cnnlite_grads(fn, arrays, upstream):
+    xs = tensors_from(arrays)
+    y = fn(*xs)
+    (y * cl.tensor(upstream)).sum().backward()
+    return y, [x.grad if isinstance(x, cl.Tensor) and x.requires_grad else None for x in xs]
+
+
+def check_op(fn, arrays, numpy_fn=None, torch_fn=None, rtol=1e-6, gradcheck=True):
+    """The whole specification of a differentiable op on one input:
+
+    * its value equals NumPy's (when ``numpy_fn`` is given),
+    * its gradient passes the float64 central-difference check,
+    * its gradient equals PyTorch's for the same random upstream gradient (when ``torch_fn``).
+    """
+    if numpy_fn is not None:
+        expected = numpy_fn(*arrays)
+        got = fn(*tensors_from(arrays, requires_grad=False)).data
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+        assert got.shape == np.shape(expected)
+    if gradcheck:
+        cl.gradcheck(fn, tensors_from(arrays))
+    if torch_fn is not None:
+        y = fn(*tensors_from(arrays, requires_grad=False))
+        upstream = np.random.default_rng(7).standard_normal(y.shape)
+        _, ours = cnnlite_grads(fn, arrays, upstream)
+        theirs = torch_grads(torch_fn, arrays, upstream)
+        for mine, reference in zip(ours, theirs):
+            if reference is not None:
+                np.testing.assert_allclose(mine, reference, rtol=rtol, atol=1e-10)
