@@ -25,6 +25,11 @@ setup(
         "numpy>=1.24",
         "numba>=0.59",
         "tqdm>=4.60",
+        "matplotlib>=3.7",
+        # The 8x8 hand-written digits of the demo ship inside scikit-learn: real data, no download.
+        "scikit-learn>=1.3",
+        # Decoding PNG/JPEG files for ImageFolder: a codec is not what this project teaches.
+        "pillow>=10",
     ],
     extras_require={
         # torch is the reference the tests compare against; 2.13.0 is the CPU build these
