@@ -34,7 +34,9 @@ setup(
     extras_require={
         # torch is the reference the tests compare against; 2.13.0 is the CPU build these
         # machines carry (a looser pin could pull several GB of CUDA packages).
-        "test": ["pytest>=7", "hypothesis>=6.80", "torch==2.13.0"],
+        # nbclient/nbformat/ipykernel execute the notebooks in the test suite.
+        "test": ["pytest>=7", "hypothesis>=6.80", "torch==2.13.0",
+                 "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.25"],
         "cuda12": ["cupy-cuda12x>=13"],
         "cuda13": ["cupy-cuda13x>=13.6"],
     },
