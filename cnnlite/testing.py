@@ -157,7 +157,20 @@ def arrays(shape, dtype=np.float64, low: float = -2.0, high: float = 2.0,
     """
     from hypothesis import strategies as st
     from hypothesis.extra import numpy as hnp
-    elements = st.floats(low, high, allow_nan=False, allow_infinity=False, width=64)
-    if min_magnitude > 0:
-        elements = elements.filter(lambda v: abs(v) >= min_magnitude)
+    def floats(lo, hi):
+        return st.floats(lo, hi, allow_nan=False, allow_infinity=False, width=64)
+
+    if min_magnitude <= 0:
+        elements = floats(low, high)
+    else:
+        # Draw from the two allowed intervals rather than filtering, which would reject most
+        # draws when min_magnitude is a large part of the range.
+        parts = []
+        if high >= min_magnitude:
+            parts.append(floats(max(low, min_magnitude), high))
+        if low <= -min_magnitude:
+            parts.append(floats(low, min(high, -min_magnitude)))
+        if not parts:
+            raise ValueError(f"arrays: no value in [{low}, {high}] has |v| >= {min_magnitude}")
+        elements = st.one_of(*parts)
     return hnp.arrays(np.dtype(dtype), shape, elements=elements)

@@ -1,0 +1,382 @@
+"""Activations: gradients pass the float64 check through the fast kernels and through the
+reference loops, the two kernels agree, values and gradients equal PyTorch's, and bad input is
+reported with the op's name and the shapes.
+
+Inputs stay away from kinks (|x| >= 0.1 for the ReLU family, hinges of APL away from every
+input, no ties inside a maxout group), so that a gradient check failure means a bug.
+"""
+import contextlib
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import cnnlite as cl
+from cnnlite import backend, cpu, reference
+from cnnlite import functional as F
+from cnnlite.functional import activation
+from cnnlite.testing import arrays, shapes
+from helpers import cnnlite_grads, tensors_from, torch_grads
+
+IMPLEMENTATIONS = ["fast", "reference"]
+
+
+def implementation(name):
+    """The context in which the ops run: the fast kernels, or the reference loops."""
+    return backend.use_reference() if name == "reference" else contextlib.nullcontext()
+
+
+def assert_matches_torch(fn, torch_fn, arrays_in, rtol=1e-6):
+    """Value and gradients (for one random upstream gradient) equal PyTorch's, in float64."""
+    y = fn(*tensors_from(arrays_in, requires_grad=False))
+    expected = torch_fn(*[torch.tensor(a) for a in arrays_in]).detach().numpy()
+    assert y.shape == expected.shape
+    np.testing.assert_allclose(y.data, expected, rtol=rtol, atol=1e-12)
+    upstream = np.random.default_rng(7).standard_normal(y.shape)
+    _, ours = cnnlite_grads(fn, arrays_in, upstream)
+    theirs = torch_grads(torch_fn, arrays_in, upstream)
+    for mine, expected_grad in zip(ours, theirs):
+        np.testing.assert_allclose(mine, expected_grad, rtol=rtol, atol=1e-12)
+
+
+# --- the element-wise activations ----------------------------------------------------------------
+# name -> (cnnlite op, the same op in PyTorch, strategy for its hyper-parameters)
+
+ELEMENTWISE = {
+    "relu": (F.relu, torch.relu, st.just({})),
+    "leaky_relu": (F.leaky_relu, TF.leaky_relu,
+                   st.sampled_from([{}, {"negative_slope": 1 / 3}, {"negative_slope": 0.5}])),
+    "rrelu_eval": (F.rrelu, TF.rrelu, st.sampled_from([{}, {"lower": 0.1, "upper": 0.3}])),
+    "elu": (F.elu, TF.elu, st.sampled_from([{}, {"alpha": 0.5}, {"alpha": 2.0}])),
+    "selu": (F.selu, torch.selu, st.just({})),
+    "sigmoid": (F.sigmoid, torch.sigmoid, st.just({})),
+    "tanh": (F.tanh, torch.tanh, st.just({})),
+    "scaled_tanh": (F.scaled_tanh, lambda x: 1.7159 * torch.tanh(2 * x / 3), st.just({})),
+    "softplus": (F.softplus, TF.softplus,
+                 st.sampled_from([{}, {"beta": 2.0, "threshold": 1.0},
+                                  {"beta": 0.5, "threshold": 0.5}])),
+    "shifted_softplus": (F.shifted_softplus, lambda x: TF.softplus(x) - math.log(2.0),
+                         st.just({})),
+}
+
+
+def away_from_softplus_switch(x, params):
+    """Softplus switches to y = x at beta x = threshold, a kink for a central difference."""
+    if "threshold" not in params:
+        return True
+    return bool(np.all(np.abs(params["beta"] * x - params["threshold"]) > 0.05))
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@pytest.mark.parametrize("name", ELEMENTWISE)
+@given(data=st.data())
+def test_elementwise_gradcheck(name, impl, data):
+    op, _, params_strategy = ELEMENTWISE[name]
+    params = data.draw(params_strategy)
+    x = data.draw(arrays(data.draw(shapes(max_dims=4, max_side=3)), min_magnitude=0.1))
+    assume(away_from_softplus_switch(x, params))
+    with implementation(impl):
+        cl.gradcheck(lambda t: op(t, **params), tensors_from([x]))
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+@given(data=st.data())
+def test_elementwise_matches_torch(name, data):
+    op, torch_op, params_strategy = ELEMENTWISE[name]
+    params = data.draw(params_strategy)
+    x = data.draw(arrays(data.draw(shapes(max_dims=4, max_side=4)), low=-6.0, high=6.0))
+    assert_matches_torch(lambda t: op(t, **params), lambda t: torch_op(t, **params), [x])
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "softplus", "shifted_softplus", "elu", "selu",
+                                  "tanh", "scaled_tanh"])
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_no_overflow_at_large_inputs(name, impl, dtype):
+    op, torch_op, _ = ELEMENTWISE[name]
+    x = cl.tensor(np.array([-1000.0, -100.0, 100.0, 1000.0], dtype=dtype), requires_grad=True)
+    # Underflow to 0 (e^-1000) is fine; an overflow or an inf - inf would not be.
+    with implementation(impl), np.errstate(over="raise", invalid="raise", divide="raise"):
+        y = op(x)
+        y.sum().backward()
+    expected = torch_op(torch.tensor(x.data, dtype=torch.float64)).numpy()
+    np.testing.assert_allclose(y.data, expected, rtol=1e-6, atol=1e-30)
+    assert np.all(np.isfinite(x.grad))
+
+
+@pytest.mark.parametrize("op", [F.relu, F.leaky_relu, F.rrelu, F.elu, F.selu, F.sigmoid,
+                                F.tanh, F.scaled_tanh, F.softplus, F.shifted_softplus],
+                         ids=lambda op: op.__name__)
+def test_float32_stays_float32(op, rng):
+    x = cl.tensor(rng.standard_normal((2, 3)).astype(np.float32), requires_grad=True)
+    y = op(x)
+    y.sum().backward()
+    assert y.dtype == np.float32 and x.grad.dtype == np.float32
+
+
+# --- the kernels: fast == reference --------------------------------------------------------------
+
+KERNEL_HYPERPARAMETERS = {"leaky_relu": (0.2,), "elu": (1.7,)}
+KERNEL_OPS = ["relu", "leaky_relu", "elu", "sigmoid", "tanh"]
+
+
+def test_both_families_register_the_same_activation_kernels():
+    names = {f"{op}_{d}" for op in KERNEL_OPS for d in ("forward", "backward")}
+    assert names <= set(reference.KERNELS) and names <= set(cpu.KERNELS)
+    assert set(reference.activation.KERNELS) == set(cpu.activation.KERNELS)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-6), (np.float64, 1e-13)])
+@pytest.mark.parametrize("op", KERNEL_OPS)
+@given(data=st.data())
+def test_fast_kernels_equal_reference_loops(op, dtype, rtol, data):
+    shape = data.draw(shapes(max_dims=4, max_side=5))
+    x = data.draw(arrays(shape, dtype=dtype, low=-8.0, high=8.0))
+    gy = data.draw(arrays(shape, dtype=dtype))
+    extra = KERNEL_HYPERPARAMETERS.get(op, ())
+    forward = [family[f"{op}_forward"](x, *extra) for family in (cpu.KERNELS, reference.KERNELS)]
+    # sigmoid and tanh write their derivative in y, the others in x.
+    saved = forward[0] if op in ("sigmoid", "tanh") else x
+    backward = [family[f"{op}_backward"](saved, gy, *extra)
+                for family in (cpu.KERNELS, reference.KERNELS)]
+    for fast, loops in (forward, backward):
+        assert fast.dtype == loops.dtype == dtype and fast.shape == loops.shape == shape
+        np.testing.assert_allclose(fast, loops, rtol=rtol, atol=1e-30)
+
+
+def test_ops_run_through_the_kernel_registry(monkeypatch, rng):
+    calls = []
+    loops = reference.KERNELS["elu_forward"]
+
+    def recording_elu_forward(x, alpha):
+        calls.append(alpha)
+        return loops(x, alpha)
+
+    monkeypatch.setitem(reference.KERNELS, "elu_forward", recording_elu_forward)
+    x = cl.tensor(rng.standard_normal(4))
+    F.elu(x, alpha=0.5)
+    assert calls == []
+    with backend.use_reference():
+        F.elu(x, alpha=0.5)
+        F.selu(x)
+    assert calls == [0.5, activation.SELU_ALPHA]
+
+
+# --- a wrong derivative does not go unnoticed ----------------------------------------------------
+
+class ELUWithoutAlphaInItsDerivative(activation.ELU):
+    """A classic slip: dy/dx = e^x for x <= 0, forgetting the factor alpha."""
+
+    def backward(self, gy):
+        (x,) = self.saved
+        return np.where(x > 0, gy, gy * np.exp(x))
+
+
+def test_gradcheck_catches_a_wrong_elu_derivative(rng):
+    x = cl.tensor(rng.uniform(-2, -0.1, size=(2, 3)), requires_grad=True)
+    cl.gradcheck(lambda t: activation.ELU(2.0)(t), [x])
+    with pytest.raises(cl.GradcheckError, match="input 0"):
+        cl.gradcheck(lambda t: ELUWithoutAlphaInItsDerivative(2.0)(t), [x])
+
+
+# --- RReLU in training ---------------------------------------------------------------------------
+
+def test_rrelu_training_slopes_lie_in_lower_upper(rng):
+    x = rng.uniform(-3, 3, size=(4, 500))
+    y = F.rrelu(cl.tensor(x), lower=0.1, upper=0.4, training=True,
+                rng=np.random.default_rng(0)).data
+    negative = x < 0
+    slopes = y[negative] / x[negative]
+    assert np.all((slopes >= 0.1) & (slopes <= 0.4))
+    assert slopes.min() < 0.11 and slopes.max() > 0.39       # the whole range is used
+    assert abs(slopes.mean() - 0.25) < 0.01                   # uniform: mean (lower+upper)/2
+    np.testing.assert_array_equal(y[~negative], x[~negative])
+
+
+def test_rrelu_training_is_reproducible_with_a_seeded_rng(rng):
+    x = cl.tensor(rng.uniform(-3, -0.1, size=(3, 7)))
+    first = F.rrelu(x, training=True, rng=np.random.default_rng(42)).data
+    again = F.rrelu(x, training=True, rng=np.random.default_rng(42)).data
+    other = F.rrelu(x, training=True, rng=np.random.default_rng(43)).data
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first, other)
+
+
+def test_rrelu_training_draws_new_slopes_without_an_rng(rng):
+    x = cl.tensor(rng.uniform(-3, -0.1, size=100))
+    assert not np.allclose(F.rrelu(x, training=True).data, F.rrelu(x, training=True).data)
+
+
+@given(x=arrays(shapes(max_dims=3, max_side=4), min_magnitude=0.1))
+def test_rrelu_training_gradcheck(x):
+    # The same seed on every call: the central differences see the same slopes as backward.
+    cl.gradcheck(lambda t: F.rrelu(t, training=True, rng=np.random.default_rng(3)),
+                 tensors_from([x]))
+
+
+def test_rrelu_rejects_lower_above_upper():
+    with pytest.raises(cl.OpError, match=r"rrelu: .*lower=0\.5, upper=0\.2"):
+        F.rrelu(cl.tensor([1.0]), lower=0.5, upper=0.2)
+
+
+# --- PReLU ---------------------------------------------------------------------------------------
+
+@st.composite
+def prelu_inputs(draw, low=-2.0, high=2.0, min_magnitude=0.1):
+    shape = draw(shapes(min_dims=2, max_dims=4, max_side=3))
+    channels = draw(st.sampled_from([1, shape[1]]))
+    x = draw(arrays(shape, low=low, high=high, min_magnitude=min_magnitude))
+    weight = draw(arrays((channels,), low=-0.5, high=0.5))
+    return x, weight
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@given(inputs=prelu_inputs())
+def test_prelu_gradcheck_for_x_and_weight(impl, inputs):
+    with implementation(impl):
+        cl.gradcheck(F.prelu, tensors_from(inputs))
+
+
+@given(inputs=prelu_inputs(low=-5.0, high=5.0, min_magnitude=0.0))
+def test_prelu_matches_torch(inputs):
+    assert_matches_torch(F.prelu, TF.prelu, list(inputs))
+
+
+def test_prelu_with_a_shared_slope_takes_any_shape():
+    x = cl.tensor(np.array([-2.0, 3.0]))
+    np.testing.assert_allclose(F.prelu(x, cl.tensor(np.array([0.25]))).data, [-0.5, 3.0])
+
+
+@pytest.mark.parametrize("weight_shape", [(4,), (3, 1), ()])
+def test_prelu_rejects_a_weight_that_is_not_one_slope_per_channel(weight_shape):
+    x = cl.tensor(np.ones((2, 3, 5)))
+    with pytest.raises(cl.OpError, match=rf"prelu: .*C = x.shape\[1\] = 3, got weight "
+                                         rf"{re_shape(weight_shape)} for x \(2, 3, 5\)"):
+        F.prelu(x, cl.tensor(np.ones(weight_shape)))
+
+
+def re_shape(shape):
+    return str(tuple(shape)).replace("(", r"\(").replace(")", r"\)")
+
+
+# --- maxout --------------------------------------------------------------------------------------
+
+def test_maxout_groups_consecutive_channels():
+    x = np.array([1.0, 5.0, 3.0, 2.0, -1.0, -4.0]).reshape(1, 6, 1, 1)
+    np.testing.assert_array_equal(F.maxout(cl.tensor(x), 2).data.ravel(), [5.0, 3.0, -1.0])
+    np.testing.assert_array_equal(F.maxout(cl.tensor(x), 3).data.ravel(), [5.0, 2.0])
+
+
+@st.composite
+def maxout_inputs(draw, max_side=3):
+    pieces = draw(st.integers(1, 3))
+    n, groups = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    spatial = draw(shapes(min_dims=0, max_dims=2, max_side=max_side))
+    shape = (n, groups * pieces) + spatial
+    x = draw(hnp.arrays(np.float64, shape, unique=True,
+                        elements=st.floats(-2, 2, allow_nan=False, width=64)))
+    # A tie inside a group is a kink: keep the members of every group 1e-3 apart.
+    grouped = np.sort(x.reshape(n, groups, pieces, -1), axis=2)
+    assume(np.diff(grouped, axis=2).min(initial=1.0) > 1e-3)
+    return x, pieces
+
+
+@given(inputs=maxout_inputs())
+def test_maxout_gradcheck(inputs):
+    x, pieces = inputs
+    cl.gradcheck(lambda t: F.maxout(t, pieces), tensors_from([x]))
+
+
+def torch_maxout(x, pieces):
+    n, c = x.shape[:2]
+    return x.reshape(n, c // pieces, pieces, *x.shape[2:]).amax(dim=2)
+
+
+@given(inputs=maxout_inputs(max_side=4))
+def test_maxout_matches_torch(inputs):
+    x, pieces = inputs
+    assert_matches_torch(lambda t: F.maxout(t, pieces), lambda t: torch_maxout(t, pieces), [x])
+
+
+@pytest.mark.parametrize("shape, pieces, message", [
+    ((2, 5, 3, 3), 2, r"maxout: .*C divisible by pieces=2, got x \(2, 5, 3, 3\)"),
+    ((6,), 2, r"maxout: expected x of shape \(N, C, \.\.\.\).*got x \(6,\)"),
+    ((2, 4), 0, "maxout: pieces must be a positive integer, got 0"),
+    ((2, 4), 1.5, "maxout: pieces must be a positive integer, got 1.5"),
+])
+def test_maxout_rejects_bad_input(shape, pieces, message):
+    with pytest.raises(cl.OpError, match=message):
+        F.maxout(cl.tensor(np.ones(shape)), pieces)
+
+
+# --- APL -----------------------------------------------------------------------------------------
+
+@st.composite
+def apl_inputs(draw, per_channel):
+    """Inputs on odd multiples of 0.1 (+-0.05), hinges on even multiples: no input on a kink."""
+    shape = draw(shapes(min_dims=2 if per_channel else 0, max_dims=4, max_side=3))
+    hinges = draw(st.integers(1, 3))
+    param_shape = (hinges, shape[1]) if per_channel else (hinges,)
+    steps = draw(hnp.arrays(np.int64, shape, elements=st.integers(-10, 9)))
+    x = np.asarray(0.2 * steps + 0.1 + draw(arrays(shape, low=-0.05, high=0.05)))
+    a = draw(arrays(param_shape, low=-1.0, high=1.0))
+    b = 0.2 * draw(hnp.arrays(np.int64, param_shape, elements=st.integers(-10, 10)))
+    return x, a, b
+
+
+def torch_apl(x, a, b):
+    view = (a.shape[0],) + (1,) * x.ndim
+    if a.ndim == 2:
+        view = (a.shape[0], 1, a.shape[1]) + (1,) * (x.ndim - 2)
+    return torch.relu(x) + (a.reshape(view) * torch.relu(b.reshape(view) - x)).sum(dim=0)
+
+
+@pytest.mark.parametrize("per_channel", [True, False], ids=["per_channel", "shared"])
+@given(data=st.data())
+def test_apl_gradcheck_for_x_a_and_b(per_channel, data):
+    cl.gradcheck(F.apl, tensors_from(data.draw(apl_inputs(per_channel))))
+
+
+@pytest.mark.parametrize("per_channel", [True, False], ids=["per_channel", "shared"])
+@given(data=st.data())
+def test_apl_matches_its_formula_written_in_torch(per_channel, data):
+    assert_matches_torch(F.apl, torch_apl, list(data.draw(apl_inputs(per_channel))))
+
+
+def test_apl_with_zero_slopes_is_relu(rng):
+    x = rng.standard_normal((2, 3, 4))
+    y = F.apl(cl.tensor(x), cl.tensor(np.zeros((2, 3))), cl.tensor(np.ones((2, 3))))
+    np.testing.assert_array_equal(y.data, np.maximum(x, 0))
+
+
+@pytest.mark.parametrize("a_shape, b_shape, x_shape", [
+    ((2, 3), (2, 4), (1, 4, 5)),
+    ((2, 3), (2, 3), (1, 4, 5)),
+    ((2, 3), (2, 3), (5,)),
+    ((2, 3, 1), (2, 3, 1), (1, 3, 5)),
+])
+def test_apl_rejects_hinges_that_do_not_fit_x(a_shape, b_shape, x_shape):
+    message = (rf"apl: .*got a {re_shape(a_shape)}, b {re_shape(b_shape)} "
+               rf"for x {re_shape(x_shape)}")
+    with pytest.raises(cl.OpError, match=message):
+        F.apl(cl.tensor(np.ones(x_shape)), cl.tensor(np.ones(a_shape)),
+              cl.tensor(np.ones(b_shape)))
+
+
+# --- the module ----------------------------------------------------------------------------------
+
+def test_all_activations_are_exported():
+    assert set(activation.__all__) == {
+        "relu", "leaky_relu", "rrelu", "prelu", "elu", "selu", "sigmoid", "tanh",
+        "scaled_tanh", "softplus", "shifted_softplus", "maxout", "apl"}
+    assert all(getattr(F, name) is getattr(activation, name) for name in activation.__all__)
+
+
+def test_softplus_rejects_a_non_positive_beta():
+    with pytest.raises(cl.OpError, match="softplus: expected beta > 0, got 0"):
+        F.softplus(cl.tensor([1.0]), beta=0)
