@@ -1,0 +1,56 @@
+"""Stochastic gradient descent with momentum, dampening, Nesterov momentum and weight decay."""
+from __future__ import annotations
+
+from cnnlite.optim.optimizer import Optimizer, check_non_negative, required
+
+__all__ = ["SGD"]
+
+
+class SGD(Optimizer):
+    """SGD, with the update written as in PyTorch (so results match it step for step)::
+
+        g = grad + weight_decay * p                  (L2 penalty folded into the gradient)
+        b = g                                        at the first step
+        b = momentum * b + (1 - dampening) * g       afterwards
+        g = g + momentum * b  (Nesterov)   or   g = b
+        p = p - lr * g
+
+    The learning rate multiplies the velocity (not the gradient inside it as in Sutskever et
+    al.); both agree while lr is constant.
+
+    Parameters
+    ----------
+    params : iterable of Parameters or parameter groups
+    lr : float
+        Learning rate (required).
+    momentum, dampening, weight_decay : float
+    nesterov : bool
+        Nesterov momentum; needs ``momentum > 0`` and ``dampening == 0``.
+    """
+
+    def __init__(self, params, lr: float = required, momentum: float = 0.0,
+                 dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False):
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov))
+
+    def check_group(self, group):
+        check_non_negative("SGD", lr=group["lr"], momentum=group["momentum"],
+                           weight_decay=group["weight_decay"])
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError(f"SGD: Nesterov momentum needs momentum > 0 and dampening 0, got "
+                             f"momentum={group['momentum']}, dampening={group['dampening']}")
+
+    def update(self, param, grad, state, group):
+        if group["weight_decay"] != 0:
+            grad = grad + group["weight_decay"] * param.data
+        momentum = group["momentum"]
+        if momentum != 0:
+            buffer = state.get("momentum_buffer")
+            if buffer is None:
+                buffer = grad.copy()
+            else:
+                buffer *= momentum
+                buffer += (1 - group["dampening"]) * grad
+            state["momentum_buffer"] = buffer
+            grad = grad + momentum * buffer if group["nesterov"] else buffer
+        param.sub_(group["lr"] * grad)
