@@ -1,1 +1,62 @@
-__all__ = []
+"""Dropout: zero random elements while training, so that no unit can rely on another one.
+
+"Inverted" dropout scales the kept elements by 1 / (1 - p) during training, so the expected
+value of every element is unchanged and evaluation needs no rescaling: it is the identity.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from cnnlite import backend
+from cnnlite.autograd import Function
+from cnnlite.errors import OpError
+from cnnlite.tensor import Tensor, as_tensor
+
+__all__ = ["dropout"]
+
+_default_rng = np.random.default_rng()
+
+
+class Dropout(Function):
+    """y = x * mask / (1 - p) with mask[i] = 1 with probability 1 - p, else 0;
+    dy/dx = mask / (1 - p). x: any shape. p = 1 drops everything: y = 0, dy/dx = 0."""
+
+    def __init__(self, p: float, rng: np.random.Generator):
+        self.p, self.rng = p, rng
+
+    def forward(self, x):
+        # Drawn with NumPy (on the CPU) whatever x's device, so one seed gives one mask.
+        keep = self.rng.random(x.shape, dtype=np.float32) >= self.p
+        keep = backend.to_device(keep, backend.device_of(x))
+        scale = 1 / (1 - self.p) if self.p < 1 else 0.0
+        mask = backend.array_module(x).asarray(keep, dtype=x.dtype) * scale
+        self.save_for_backward(mask)
+        return x * mask
+
+    def backward(self, gy):
+        (mask,) = self.saved
+        return gy * mask
+
+
+def dropout(x, p: float = 0.5, training: bool = True,
+            rng: np.random.Generator | None = None) -> Tensor:
+    """Inverted dropout.
+
+    Parameters
+    ----------
+    x : Tensor, any shape
+    p : float in [0, 1]
+        Probability that an element is zeroed.
+    training : bool
+        Drop (and scale the rest by 1 / (1 - p)) when True; return ``x`` itself when False.
+    rng : numpy.random.Generator, optional
+        Source of the random mask; pass a seeded one for repeatable masks. By default a
+        generator created when cnnlite is imported.
+    """
+    x = as_tensor(x, op_name="dropout")
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.floating, np.integer)) \
+            or not 0 <= p <= 1:
+        raise OpError(f"dropout: p must be a probability in [0, 1], got {p!r} for x {x.shape}")
+    if not training or p == 0:
+        return x
+    return Dropout(float(p), _default_rng if rng is None else rng)(x)
