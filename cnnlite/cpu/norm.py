@@ -17,39 +17,21 @@ fast:
 """
 from __future__ import annotations
 
-import functools
-
 import numba
 import numpy as np
 
-# Below this many elements a kernel runs on the calling thread alone: waking the worker threads
-# costs tens of microseconds on an idle machine and milliseconds on a busy one, more than the
-# work itself (a gradient check calls the kernels thousands of times on tiny arrays).
-SERIAL_BELOW = 1 << 15
+from cnnlite.cpu.parallel import serial_when_small
 
 
 def _kernel(function):
     """Compile ``function`` with numba, its ``prange`` loops spread over the cores for large
-    inputs (the first argument's size decides).
+    inputs (see ``cnnlite.cpu.parallel``).
 
     "reassoc" lets LLVM reorder the additions of a sum so that it can use SIMD lanes; the
     float64 accumulators keep the reordering from costing accuracy.
     """
-    compiled = numba.njit(parallel=True, cache=True,
-                          fastmath={"reassoc", "contract"})(function)
-
-    @functools.wraps(function)
-    def kernel(*args):
-        if args[0].size >= SERIAL_BELOW:
-            return compiled(*args)
-        threads = numba.get_num_threads()
-        numba.set_num_threads(1)
-        try:
-            return compiled(*args)
-        finally:
-            numba.set_num_threads(threads)
-
-    return kernel
+    return serial_when_small(numba.njit(parallel=True, cache=True,
+                                        fastmath={"reassoc", "contract"})(function))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,14 +12,11 @@ Small inputs run on one thread: waking the other threads and waiting for them at
 the parallel loop costs tens of microseconds on a quiet machine, and milliseconds on a busy
 one (a thread that has lost its core holds everybody up), far more than pooling a few planes.
 """
-import functools
 
-import numba
 import numpy as np
 from numba import njit, prange
 
-# Below this many elements in its array arguments together, a kernel runs single-threaded.
-PARALLEL_MIN_ELEMENTS = 1 << 15
+from cnnlite.cpu.parallel import serial_when_small
 
 
 @njit(cache=True, inline="always")
@@ -243,28 +240,7 @@ def probability_weighted_pool2d_backward(gy, x, kernel_size, stride):
     return gx
 
 
-def dispatch(kernel):
-    """Wrap a kernel: C-contiguous arrays in, and the calling thread alone for small work.
-
-    Strided arrays (a transposed input, the broadcast gradient of ``.sum()``) are copied to
-    C order first, so numba compiles each kernel once per dtype rather than once per layout.
-    """
-    @functools.wraps(kernel)
-    def run(*args):
-        args = [np.ascontiguousarray(a) if isinstance(a, np.ndarray) else a for a in args]
-        work = sum(a.size for a in args if isinstance(a, np.ndarray))
-        if work >= PARALLEL_MIN_ELEMENTS:
-            return kernel(*args)
-        threads = numba.get_num_threads()
-        numba.set_num_threads(1)  # per calling thread: other threads keep their setting
-        try:
-            return kernel(*args)
-        finally:
-            numba.set_num_threads(threads)
-    return run
-
-
-KERNELS = {name: dispatch(kernel) for name, kernel in {
+KERNELS = {name: serial_when_small(kernel) for name, kernel in {
     "max_pool2d_forward": max_pool2d_forward,
     "max_pool2d_backward": max_pool2d_backward,
     "avg_pool2d_forward": avg_pool2d_forward,

@@ -1,0 +1,35 @@
+"""When the numba kernels run on all cores, and when on the calling thread alone.
+
+Waking numba's worker threads costs tens of microseconds on an idle machine and milliseconds on
+a busy one: more than the work itself for small arrays. A gradient check calls the kernels
+thousands of times on tiny arrays, so below ``SERIAL_BELOW`` elements a kernel runs serially.
+"""
+from __future__ import annotations
+
+import functools
+
+import numba
+import numpy as np
+
+SERIAL_BELOW = 1 << 15
+
+
+def serial_when_small(kernel):
+    """Wrap a compiled kernel: C-contiguous arrays in, one thread for small work.
+
+    Strided arrays (a transposed input, the broadcast gradient of ``.sum()``) are copied to C
+    order first, so numba compiles each kernel once per dtype rather than once per layout.
+    """
+    @functools.wraps(kernel)
+    def run(*args):
+        args = [np.ascontiguousarray(a) if isinstance(a, np.ndarray) else a for a in args]
+        work = sum(a.size for a in args if isinstance(a, np.ndarray))
+        if work >= SERIAL_BELOW:
+            return kernel(*args)
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)  # per calling thread: other threads keep their setting
+        try:
+            return kernel(*args)
+        finally:
+            numba.set_num_threads(threads)
+    return run
