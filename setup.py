@@ -1,7 +1,7 @@
 """Packaging for cnnlite. ``pip install -e '.[test]'`` for development."""
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 
@@ -12,11 +12,7 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=[
-        "cnnlite", "cnnlite.functional", "cnnlite.reference", "cnnlite.cpu", "cnnlite.cuda",
-        "cnnlite.nn", "cnnlite.optim", "cnnlite.data", "cnnlite.models", "cnnlite.viz",
-        "cnnlite.kernels",
-    ],
+    packages=find_packages(include=["cnnlite", "cnnlite.*"]) + ["cnnlite.kernels"],
     # The CUDA sources live in the top-level kernels/ folder and install as cnnlite/kernels,
     # so an installed wheel finds them as package data.
     package_dir={"cnnlite.kernels": "kernels"},
@@ -30,6 +26,8 @@ setup(
         "scikit-learn>=1.3",
         # Decoding PNG/JPEG files for ImageFolder: a codec is not what this project teaches.
         "pillow>=10",
+        # Limits BLAS threads alongside numba's (cnnlite.backend.cpu_threads).
+        "threadpoolctl>=3",
     ],
     extras_require={
         # torch is the reference the tests compare against; 2.13.0 is the CPU build these

@@ -8,7 +8,7 @@
 array([[ 2., -4.]], dtype=float32)
 """
 from cnnlite.tensor import Tensor, tensor  # first: it gives Tensor its operators
-from cnnlite import backend, cuda, data, functional, nn, optim  # noqa: E402
+from cnnlite import backend, cuda, data, functional, models, nn, optim, train  # noqa: E402
 from cnnlite.autograd import Function, enable_grad, is_grad_enabled, no_grad
 from cnnlite.backend import DeviceError
 from cnnlite.errors import OpError

@@ -155,3 +155,27 @@ def add_at(target, index, values):
         importlib.import_module("cupyx").scatter_add(target, index, values)
     else:
         np.add.at(target, index, values)
+
+
+@contextlib.contextmanager
+def cpu_threads(count: int | None):
+    """Run the block with at most ``count`` threads in BLAS and in the numba kernels.
+
+    ``None`` leaves the libraries' defaults (one thread per core). Small networks such as
+    LeNet-5 run fastest on one thread: their matrices are too small to split, and waking the
+    worker threads costs more than the arithmetic (far more when other programs keep the
+    cores busy). The previous settings come back afterwards.
+    """
+    if count is None:
+        yield
+        return
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(count, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        with threadpool_limits(limits=count):
+            yield
+    finally:
+        numba.set_num_threads(previous)

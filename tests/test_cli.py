@@ -1,0 +1,176 @@
+"""The ``cnnlite`` command: the demo reaches its promised accuracy, ``train`` trains, resumes
+and reports errors; LeNet-5 and the model registry behind them."""
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cnnlite as cl
+from cnnlite import checkpoint, models, nn
+from cnnlite.cli import main, to_size
+from cnnlite.errors import OpError
+from cnnlite.train import loop
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# --- the main job -----------------------------------------------------------------------------
+
+
+def test_the_demo_reaches_97_percent_test_accuracy_and_writes_its_files(tmp_path, capsys):
+    """The full demo, exactly as ``cnnlite demo`` runs it (10-25 s on one busy core)."""
+    assert main(["demo", "--out", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    lines = out.strip().splitlines()
+    match = re.fullmatch(r"test accuracy: (\d+\.\d)%", lines[-1])
+    assert match, lines[-1]
+    assert float(match.group(1)) >= 97.0
+    assert "epoch 20/20" in out
+    assert {p.name for p in tmp_path.iterdir()} == {"checkpoint.npz", "curves.png",
+                                                     "results.json"}
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["test_accuracy"] == pytest.approx(float(match.group(1)) / 100, abs=5e-4)
+    assert results["test_samples"] == 359
+    assert checkpoint.load(tmp_path / "checkpoint.npz")["progress"]["epoch"] == 20
+
+
+# --- cnnlite train ----------------------------------------------------------------------------
+
+def train_args(out, *extra):
+    """A short digits run; later options override earlier ones (argparse keeps the last)."""
+    return ["train", "--dataset", "digits", "--epochs", "1", "--batch-size", "16",
+            "--threads", "1", "--out", str(out), "--no-progress", *extra]
+
+
+def test_train_runs_one_short_epoch_on_the_digits(tmp_path, capsys):
+    assert main(train_args(tmp_path)) == 0
+    out = capsys.readouterr().out
+    assert "epoch 1/1  train loss" in out
+    assert re.search(r"^test accuracy: \d+\.\d%$", out, re.MULTILINE)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["epochs"] == 1 and len(results["history"]["train_loss"]) == 1
+    assert results["test_accuracy"] > 0.5                       # chance: 0.1
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_an_interrupted_run_resumed_ends_where_an_uninterrupted_one_ends(tmp_path, capsys,
+                                                                        monkeypatch):
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    assert main(train_args(straight, "--epochs", "2")) == 0
+
+    train_epoch, calls = loop._train_epoch, []
+
+    def ctrl_c_in_the_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return train_epoch(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "_train_epoch", ctrl_c_in_the_second_epoch)
+        assert main(train_args(interrupted, "--epochs", "2")) == 130
+    saved = interrupted / "checkpoint.npz"
+    assert f"interrupted; continue with the same arguments and --resume {saved}" in \
+        capsys.readouterr().err
+    assert main(train_args(interrupted, "--epochs", "2", "--resume", str(saved))) == 0
+    assert "resumed from" in capsys.readouterr().out
+
+    a, b = checkpoint.load(straight / "checkpoint.npz"), checkpoint.load(saved)
+    for key, value in a["model"].items():
+        np.testing.assert_array_equal(value, b["model"][key], err_msg=key)
+    for key, value in a["optimizer"].items():
+        np.testing.assert_array_equal(value, b["optimizer"][key], err_msg=key)
+    assert list(b["history"]["epoch"]) == [1, 2]
+    assert b["history"]["train_loss"].tolist() == a["history"]["train_loss"].tolist()
+
+
+def test_resuming_from_a_missing_checkpoint_fails_with_a_message(tmp_path, capsys):
+    missing = tmp_path / "nothing.npz"
+    assert main(train_args(tmp_path, "--resume", str(missing))) == 1
+    assert f"error: checkpoint {missing} does not exist" in capsys.readouterr().err
+
+
+def test_a_missing_data_set_says_how_to_get_it(tmp_path, capsys):
+    assert main(train_args(tmp_path, "--dataset", "mnist", "--data-root", str(tmp_path))) == 1
+    err = capsys.readouterr().err
+    assert "MNIST: cannot find" in err and "--download" in err
+
+
+def test_asking_for_a_gpu_that_is_not_there_fails_before_loading_data(tmp_path, capsys):
+    if cl.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert main(train_args(tmp_path, "--device", "cuda")) == 1
+    assert "device 'cuda' is not available" in capsys.readouterr().err
+    assert not (tmp_path / "checkpoint.npz").exists()
+
+
+@pytest.mark.parametrize("argv", [["train", "--dataset", "imagenet"], ["train", "--model", "x"],
+                                  ["train", "--epochs", "many"], []])
+def test_bad_arguments_exit_with_status_2(argv):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+
+
+def test_models_lists_the_registry(capsys):
+    assert main(["models"]) == 0
+    assert capsys.readouterr().out.split() == models.list_models()
+
+
+def test_python_dash_m_cnnlite_runs_the_same_command():
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    result = subprocess.run([sys.executable, "-m", "cnnlite", "models"], env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["lenet5"]
+
+
+# --- bringing images to the model's input size ------------------------------------------------
+
+def test_the_8x8_digits_are_upsampled_by_repeating_each_pixel_into_a_4x4_block():
+    image = np.arange(64, dtype=np.float32).reshape(1, 8, 8)
+    big = to_size((8, 8), (32, 32))(image)
+    assert big.shape == (1, 32, 32)
+    np.testing.assert_array_equal(big[0, 4:8, 8:12], np.full((4, 4), image[0, 1, 2]))
+    np.testing.assert_array_equal(big[:, ::4, ::4], image)
+
+
+def test_mnist_is_zero_padded_from_28_to_32():
+    image = np.ones((1, 28, 28), np.float32)
+    padded = to_size((28, 28), (32, 32))(image)
+    assert padded.shape == (1, 32, 32)
+    assert padded.sum() == 28 * 28 and padded[0, :2].sum() == 0 and padded[0, :, -2:].sum() == 0
+
+
+def test_images_already_the_right_size_need_no_transform_and_odd_sizes_are_refused():
+    assert to_size((32, 32), (32, 32)) is None
+    with pytest.raises(OpError, match="cannot bring images of 27x27"):
+        to_size((27, 27), (32, 32))
+
+
+# --- LeNet-5 and the registry -----------------------------------------------------------------
+
+def test_lenet5_maps_32x32_images_to_10_scores_with_61706_parameters():
+    model = models.get_model("lenet5")
+    logits = model(cl.tensor(np.zeros((2, 1, 32, 32), np.float32)))
+    assert logits.shape == (2, 10)
+    assert sum(p.size for p in model.parameters()) == 61_706
+    assert list(model.state_dict())[:2] == ["features.0.weight", "features.0.bias"]
+    assert model.state_dict()["classifier.4.weight"].shape == (10, 84)
+
+
+def test_the_classic_lenet5_uses_tanh_and_average_pooling():
+    model = models.lenet5(classic=True, in_channels=3, num_classes=7)
+    kinds = {type(m) for m in model.modules()}
+    assert nn.Tanh in kinds and nn.AvgPool2d in kinds and nn.ReLU not in kinds
+    assert model(cl.tensor(np.zeros((1, 3, 32, 32), np.float32))).shape == (1, 7)
+
+
+def test_an_unknown_model_name_lists_the_known_ones():
+    with pytest.raises(KeyError, match="unknown model 'lenet7'; known models: lenet5"):
+        models.get_model("lenet7")
+    assert models.input_size("lenet5") == (32, 32)
