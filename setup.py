@@ -16,7 +16,9 @@ setup(
     # The CUDA sources live in the top-level kernels/ folder and install as cnnlite/kernels,
     # so an installed wheel finds them as package data.
     package_dir={"cnnlite.kernels": "kernels"},
-    package_data={"cnnlite.kernels": ["*.cu", "*.cuh", "*.h"]},
+    # host/ holds the harness that runs the kernels on the CPU (for tests and for stepping
+    # through a kernel without a GPU).
+    package_data={"cnnlite.kernels": ["*.cu", "*.cuh", "*.h", "host/*.h", "host/*.cpp"]},
     install_requires=[
         "numpy>=1.24",
         "numba>=0.59",

@@ -101,7 +101,9 @@ def to_device(a, device: str):
     if device_of(a) == device:
         return a
     if device == "cuda":
-        return cupy_module().asarray(a)
+        from cnnlite.cuda.memory import reporting_out_of_memory
+        with reporting_out_of_memory(f"to_device {tuple(a.shape)} {a.dtype}", a.nbytes):
+            return cupy_module().asarray(a)
     return a.get()
 
 

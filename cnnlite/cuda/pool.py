@@ -1,0 +1,144 @@
+"""Launchers of kernels/pool.cu: max, average, stochastic and probability-weighted pooling.
+
+Same names, arguments and results as ``cnnlite.reference.pool`` (read that first: it says what
+each kernel computes, and how windows, padding and the picked index h*W + w work). The N*C
+planes of x: (N, C, H, W) are independent, so the kernels see P = N*C planes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from cnnlite import backend
+from cnnlite.cuda.memory import reports_out_of_memory
+from cnnlite.cuda.module import float_dtype, int64s, kernel_function, launch
+from cnnlite.errors import OpError
+
+
+@reports_out_of_memory
+def max_pool2d_forward(x, kernel_size, stride, padding, output_size):
+    """x: (N, C, H, W) -> y, argmax: (N, C, OH, OW) int32; one thread per output element."""
+    xp = backend.array_module(x)
+    dtype = float_dtype("max_pool2d", x)
+    x = xp.ascontiguousarray(x)
+    N, C, H, W = x.shape
+    OH, OW = output_size
+    y = xp.empty((N, C, OH, OW), dtype=dtype)
+    argmax = xp.empty((N, C, OH, OW), dtype=np.int32)
+    launch(kernel_function("pool", "max_pool2d_forward", dtype, x), y.size,
+           (x, y, argmax, *int64s(N * C, H, W, OH, OW, *kernel_size, *stride, *padding)))
+    return y, argmax
+
+
+@reports_out_of_memory
+def max_pool2d_backward(gy, argmax, input_size):
+    """gy, argmax: (N, C, OH, OW) -> gx: (N, C, H, W); gx at argmax += gy (atomic adds)."""
+    xp = backend.array_module(gy)
+    dtype = float_dtype("max_pool2d_backward", gy)
+    if tuple(argmax.shape) != tuple(gy.shape):
+        raise OpError(f"max_pool2d_backward: expected argmax of gy's shape {tuple(gy.shape)}, "
+                      f"got {tuple(argmax.shape)}")
+    gy = xp.ascontiguousarray(gy)
+    argmax = xp.ascontiguousarray(argmax, dtype=np.int32)
+    N, C, OH, OW = gy.shape
+    H, W = input_size
+    gx = xp.zeros((N, C, H, W), dtype=dtype)
+    launch(kernel_function("pool", "max_pool2d_backward", dtype, gy), gy.size,
+           (gy, argmax, gx, *int64s(N * C, H, W, OH, OW)))
+    return gx
+
+
+@reports_out_of_memory
+def avg_pool2d_forward(x, kernel_size, stride, padding, output_size, count_include_pad):
+    """x: (N, C, H, W) -> y: (N, C, OH, OW); one thread per output element."""
+    xp = backend.array_module(x)
+    dtype = float_dtype("avg_pool2d", x)
+    x = xp.ascontiguousarray(x)
+    N, C, H, W = x.shape
+    OH, OW = output_size
+    y = xp.empty((N, C, OH, OW), dtype=dtype)
+    launch(kernel_function("pool", "avg_pool2d_forward", dtype, x), y.size,
+           (x, y, *int64s(N * C, H, W, OH, OW, *kernel_size, *stride, *padding,
+                          bool(count_include_pad))))
+    return y
+
+
+@reports_out_of_memory
+def avg_pool2d_backward(gy, input_size, kernel_size, stride, padding, count_include_pad):
+    """gy: (N, C, OH, OW) -> gx: (N, C, H, W); one thread per input element, gathering."""
+    xp = backend.array_module(gy)
+    dtype = float_dtype("avg_pool2d_backward", gy)
+    gy = xp.ascontiguousarray(gy)
+    N, C, OH, OW = gy.shape
+    H, W = input_size
+    gx = xp.empty((N, C, H, W), dtype=dtype)
+    launch(kernel_function("pool", "avg_pool2d_backward", dtype, gy), gx.size,
+           (gy, gx, *int64s(N * C, H, W, OH, OW, *kernel_size, *stride, *padding,
+                            bool(count_include_pad))))
+    return gx
+
+
+@reports_out_of_memory
+def stochastic_pool2d_sample(x, kernel_size, stride, output_size, uniforms):
+    """x: (N, C, H, W) >= 0, uniforms: (N, C, OH, OW) in [0, 1) -> y, chosen: (N, C, OH, OW)
+    (chosen int32, as max pooling's argmax)."""
+    xp = backend.array_module(x)
+    dtype = float_dtype("stochastic_pool2d", x)
+    x = xp.ascontiguousarray(x)
+    N, C, H, W = x.shape
+    OH, OW = output_size
+    if tuple(uniforms.shape) != (N, C, OH, OW):
+        raise OpError(f"stochastic_pool2d: expected uniforms of shape {(N, C, OH, OW)} for x "
+                      f"{tuple(x.shape)}, got {tuple(uniforms.shape)}")
+    uniforms = xp.ascontiguousarray(uniforms, dtype=np.float64)
+    y = xp.empty((N, C, OH, OW), dtype=dtype)
+    chosen = xp.empty((N, C, OH, OW), dtype=np.int32)
+    launch(kernel_function("pool", "stochastic_pool2d_sample", dtype, x), y.size,
+           (x, uniforms, y, chosen, *int64s(N * C, H, W, OH, OW, *kernel_size, *stride)))
+    return y, chosen
+
+
+@reports_out_of_memory
+def probability_weighted_pool2d_forward(x, kernel_size, stride, output_size):
+    """x: (N, C, H, W) >= 0 -> y = sum(a^2) / sum(a) per window: (N, C, OH, OW)."""
+    xp = backend.array_module(x)
+    dtype = float_dtype("stochastic_pool2d", x)
+    x = xp.ascontiguousarray(x)
+    N, C, H, W = x.shape
+    OH, OW = output_size
+    y = xp.empty((N, C, OH, OW), dtype=dtype)
+    launch(kernel_function("pool", "probability_weighted_pool2d_forward", dtype, x), y.size,
+           (x, y, *int64s(N * C, H, W, OH, OW, *kernel_size, *stride)))
+    return y
+
+
+@reports_out_of_memory
+def probability_weighted_pool2d_backward(gy, x, kernel_size, stride):
+    """gy: (N, C, OH, OW), x: (N, C, H, W) -> gx: (N, C, H, W), in two launches: the windows'
+    sums and means (one thread per window), then one thread per input element gathering
+    gy * (2 a - mean) / sum from the windows that contain it."""
+    xp = backend.array_module(gy)
+    dtype = float_dtype("stochastic_pool2d_backward", gy)
+    gy = xp.ascontiguousarray(gy)
+    x = xp.ascontiguousarray(x, dtype=dtype)
+    N, C, H, W = x.shape
+    OH, OW = gy.shape[2:]
+    geometry = int64s(N * C, H, W, OH, OW, *kernel_size, *stride)
+    sums = xp.empty(gy.shape, dtype=np.float64)
+    means = xp.empty(gy.shape, dtype=np.float64)
+    launch(kernel_function("pool", "probability_weighted_window_statistics", dtype, x), gy.size,
+           (x, sums, means, *geometry))
+    gx = xp.empty((N, C, H, W), dtype=dtype)
+    launch(kernel_function("pool", "probability_weighted_pool2d_backward", dtype, gy), gx.size,
+           (gy, x, sums, means, gx, *geometry))
+    return gx
+
+
+KERNELS = {
+    "max_pool2d_forward": max_pool2d_forward,
+    "max_pool2d_backward": max_pool2d_backward,
+    "avg_pool2d_forward": avg_pool2d_forward,
+    "avg_pool2d_backward": avg_pool2d_backward,
+    "stochastic_pool2d_sample": stochastic_pool2d_sample,
+    "probability_weighted_pool2d_forward": probability_weighted_pool2d_forward,
+    "probability_weighted_pool2d_backward": probability_weighted_pool2d_backward,
+}
