@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import torch
 from test_cuda_kernels_host import registry_cases
+from test_kernel_routing import call, kernel_cases
 
 import cnnlite as cl
-from cnnlite import backend, cpu, cuda
+from cnnlite import backend, cpu, cuda, nn, optim
 from cnnlite import functional as F
 from cnnlite.cuda import host, memory, module
 from cnnlite.cuda.dropout import counter_uniforms
@@ -36,6 +37,7 @@ needs_gpu = pytest.mark.skipif(no_gpu_reason() is not None, reason=str(no_gpu_re
 both_dtypes = pytest.mark.parametrize("dtype", [np.float32, np.float64],
                                       ids=["float32", "float64"])
 CASE_NAMES = [name for name, _ in registry_cases(np.random.default_rng(0), np.float64)]
+NEW_CASE_NAMES = [name for name, _ in kernel_cases(np.random.default_rng(0), np.float64)]
 
 
 def on_gpu(value):
@@ -254,10 +256,17 @@ def stand_in_tensor(array):
     (lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True), [(3, 2, 2, 3), (2,), (2,)]),
     (lambda x: F.local_response_norm(x, 3, alpha=0.5, beta=0.75, k=2.0), [(1, 4, 2, 3)]),
     (lambda x: F.elu(F.tanh(x)) * F.sigmoid(x), [(2, 5)]),
-], ids=["conv2d", "max_pool2d", "avg_pool2d", "batch_norm", "local_response_norm", "activations"])
+    (lambda x: F.softmax(x, axis=0), [(3, 4)]),
+    (lambda x: F.log_softmax(x, axis=(0, 2)), [(2, 3, 2)]),
+    (lambda x: F.cross_entropy(x, np.array([0, 3]), label_smoothing=0.1), [(2, 5)]),
+    (lambda x: F.cross_entropy(x, np.array([[0, 2], [1, 1]]), 0.2, "sum"), [(2, 3, 2)]),
+    (lambda x: F.dropout(x, 0.4, rng=np.random.default_rng(3)), [(2, 5)]),
+], ids=["conv2d", "max_pool2d", "avg_pool2d", "batch_norm", "local_response_norm", "activations",
+        "softmax", "log_softmax", "cross_entropy", "cross_entropy (N, K, d)", "dropout"])
 def test_functional_ops_on_the_gpu_path_pass_gradcheck(stand_in_cupy, op, shapes):
     """The ops of cnnlite.functional, unchanged, on (stand-in) cupy arrays: their hot kernels
-    are the CUDA ones, run here by the harness; the result and its gradient are checked."""
+    are the CUDA ones, run here by the harness; the result and its gradient are checked. The
+    result equals the CPU's: for dropout, one seeded generator gives one mask on both."""
     rng = np.random.default_rng(len(shapes))
     arrays = [distinct_values(shape, i) if i == 0 else rng.standard_normal(shape)
               for i, shape in enumerate(shapes)]
@@ -266,6 +275,75 @@ def test_functional_ops_on_the_gpu_path_pass_gradcheck(stand_in_cupy, op, shapes
     assert y.device == "cuda"
     np.testing.assert_allclose(y.data, op(*[cl.tensor(a) for a in arrays]).data, rtol=1e-10)
     cl.gradcheck(op, inputs)
+
+
+@both_dtypes
+@pytest.mark.parametrize("index", range(len(NEW_CASE_NAMES)), ids=NEW_CASE_NAMES)
+def test_launchers_of_the_new_kernels_equal_the_cpu_kernels(stand_in_cupy, index, dtype):
+    """Dropout, softmax, cross-entropy and the optimiser updates: the CUDA launcher (through
+    the harness) and the fast CPU kernel give the same arrays; in-place updates change the
+    arrays they are given in the same way."""
+    name, args = kernel_cases(np.random.default_rng(index), dtype)[index]
+    got = call(cuda.KERNELS, name, args, lambda a: dressed_as_cupy(a.copy()))
+    expected = call(cpu.KERNELS, name, args)
+    for g, e in zip(got, expected):
+        assert backend.is_cupy_array(g) and g.shape == e.shape and g.dtype == e.dtype
+        np.testing.assert_allclose(g, e, **tolerance(dtype))
+
+
+def optimizer_steps(make, device_array, steps=3):
+    """A (3, 4) weight and a (3,) bias after ``steps`` steps of ``make(params)`` with fixed
+    gradients; ``device_array`` puts an array where the parameters live."""
+    rng = np.random.default_rng(12)
+    params = [nn.Parameter(device_array(rng.standard_normal(shape))) for shape in ((3, 4), (3,))]
+    optimizer = make(params)
+    for _ in range(steps):
+        for param in params:
+            param.grad = device_array(rng.standard_normal(param.shape))
+        optimizer.step()
+    return params
+
+
+OPTIMIZERS = {"SGD": lambda p: optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True,
+                                         weight_decay=0.01),
+              "Adam": lambda p: optim.Adam(p, lr=0.05, weight_decay=0.01)}
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_optimizer_steps_on_the_gpu_path_equal_the_cpu(stand_in_cupy, name):
+    on_stand_in = optimizer_steps(OPTIMIZERS[name], dressed_as_cupy)
+    on_cpu_ = optimizer_steps(OPTIMIZERS[name], np.asarray)
+    for got, expected in zip(on_stand_in, on_cpu_):
+        assert got.device == "cuda"
+        np.testing.assert_allclose(got.data, expected.data, rtol=1e-12, atol=1e-14)
+
+
+@needs_gpu
+@both_dtypes
+@pytest.mark.parametrize("index", range(len(NEW_CASE_NAMES)), ids=NEW_CASE_NAMES)
+def test_new_kernels_on_gpu_equal_the_cpu_kernels(index, dtype):
+    name, args = kernel_cases(np.random.default_rng(index), dtype)[index]
+    got = call(cuda.KERNELS, name, args, on_gpu)
+    expected = call(cpu.KERNELS, name, args)
+    for g, e in zip(got, expected):
+        assert backend.is_cupy_array(g)
+        np.testing.assert_allclose(on_cpu(g), e, **tolerance(dtype))
+
+
+@needs_gpu
+def test_dropout_mask_on_gpu_is_the_cpu_mask_for_a_seeded_generator():
+    x = np.random.default_rng(13).standard_normal((64, 33))
+    masks = [F.dropout(cl.tensor(x, device=device), 0.5, rng=np.random.default_rng(14)).data
+             for device in ("cpu", "cuda")]
+    np.testing.assert_array_equal(on_cpu(masks[1]), masks[0])
+
+
+@needs_gpu
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_optimizer_steps_on_gpu_equal_the_cpu(name):
+    on_device = optimizer_steps(OPTIMIZERS[name], on_gpu)
+    for got, expected in zip(on_device, optimizer_steps(OPTIMIZERS[name], np.asarray)):
+        np.testing.assert_allclose(on_cpu(got.data), expected.data, rtol=1e-12, atol=1e-14)
 
 
 # ---------------------------------------------------------------------------------------------

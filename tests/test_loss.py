@@ -2,8 +2,9 @@
 PyTorch's (label smoothing and every reduction included), stability at huge logits, and bad
 targets reported with the op's name and the shapes.
 
-None of these ops has a kernel in the registry, so ``backend.use_reference()`` would run the
-very same code: they are checked once.
+Softmax, log-softmax and cross-entropy compute through kernels of the registry; these tests
+run the fast ones, and tests/test_kernel_routing.py checks the same ops inside
+``backend.use_reference()`` too. nll_loss and mse_loss have no kernel.
 """
 import numpy as np
 import pytest

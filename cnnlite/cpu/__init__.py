@@ -3,6 +3,7 @@
 ``KERNELS`` maps each hot op's name to its fast CPU version, with the same signature as the
 loop version of the same name in ``cnnlite.reference``.
 """
-from cnnlite.cpu import activation, im2col, norm, pool
+from cnnlite.cpu import activation, dropout, im2col, norm, optim, pool, softmax
 
-KERNELS = {**im2col.KERNELS, **pool.KERNELS, **norm.KERNELS, **activation.KERNELS}
+KERNELS = {**im2col.KERNELS, **pool.KERNELS, **norm.KERNELS, **activation.KERNELS,
+           **dropout.KERNELS, **softmax.KERNELS, **optim.KERNELS}

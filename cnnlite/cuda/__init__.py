@@ -3,7 +3,7 @@
 ``KERNELS`` maps each hot op's name to its launcher, with the same signature as the CPU
 version of the same name (``cnnlite.reference`` / ``cnnlite.cpu``), taking and returning cupy
 arrays instead of NumPy ones; ``cnnlite.backend.kernel`` hands them out for cupy arrays. It
-also holds the GPU-only kernels (dropout masks, softmax and cross-entropy, optimiser updates).
+also holds the kernels of dropout masks, softmax and cross-entropy, and the optimiser updates.
 Matrix products are not here: on cupy arrays ``@`` already runs cuBLAS.
 
 Importing this package does not import cupy: a launcher asks for it (through

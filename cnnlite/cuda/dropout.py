@@ -4,7 +4,7 @@
 and ``y = x * mask``; backward is ``gy * mask``. The uniform numbers u come from a
 counter-based generator (a hash of the seed and the element's index, see kernels/dropout.cu),
 so no random numbers are copied to the GPU and one seed gives one mask anywhere.
-``counter_uniforms`` computes the same numbers with NumPy.
+``counter_uniforms`` (from ``cnnlite.reference.dropout``) computes the same numbers with NumPy.
 """
 from __future__ import annotations
 
@@ -14,22 +14,7 @@ from cnnlite import backend
 from cnnlite.cuda.memory import reports_out_of_memory
 from cnnlite.cuda.module import float_dtype, int64s, kernel_function, launch
 from cnnlite.errors import OpError
-
-_GOLDEN_GAMMA = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-
-
-def counter_uniforms(seed: int, count: int) -> np.ndarray:
-    """The uniform numbers u_0 .. u_{count-1} in [0, 1) that the kernel draws for ``seed``:
-    SplitMix64's finaliser applied to seed + (t + 1) * golden_gamma, top 24 bits / 2^24.
-    (uint64 arithmetic in NumPy wraps around modulo 2^64, as in C.)"""
-    z = np.uint64(seed % 2**64) + (np.arange(count, dtype=np.uint64) + np.uint64(1)) * _GOLDEN_GAMMA
-    z = (z ^ (z >> np.uint64(30))) * _MIX1
-    z = (z ^ (z >> np.uint64(27))) * _MIX2
-    z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(40)).astype(np.float64) / 2.0**24
-
+from cnnlite.reference.dropout import counter_uniforms  # noqa: F401 (re-exported for tests)
 
 @reports_out_of_memory
 def dropout_forward(x, p, seed):

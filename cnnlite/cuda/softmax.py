@@ -88,7 +88,7 @@ def cross_entropy_forward(logits, target, label_smoothing=0.0):
     dtype = float_dtype("cross_entropy", logits)
     logits = xp.ascontiguousarray(logits)
     N, K, inner = _class_rows("cross_entropy", logits.shape, target)
-    target = xp.ascontiguousarray(target, dtype=np.int64)
+    target = xp.ascontiguousarray(target, dtype=np.int64).reshape(target.shape)
     log_probs = xp.empty(logits.shape, dtype=dtype)
     loss = xp.empty(target.shape, dtype=dtype)
     launch_per_row(kernel_function("softmax", "cross_entropy_forward", dtype, logits),
@@ -105,7 +105,7 @@ def cross_entropy_backward(log_probs, target, gloss, label_smoothing=0.0):
     dtype = float_dtype("cross_entropy_backward", log_probs)
     log_probs = xp.ascontiguousarray(log_probs)
     N, K, inner = _class_rows("cross_entropy_backward", log_probs.shape, target)
-    target = xp.ascontiguousarray(target, dtype=np.int64)
+    target = xp.ascontiguousarray(target, dtype=np.int64).reshape(target.shape)
     gloss = xp.ascontiguousarray(xp.broadcast_to(xp.asarray(gloss, dtype=dtype), target.shape))
     glogits = xp.empty(log_probs.shape, dtype=dtype)
     launch(kernel_function("softmax", "cross_entropy_backward", dtype, log_probs), glogits.size,

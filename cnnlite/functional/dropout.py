@@ -2,6 +2,12 @@
 
 "Inverted" dropout scales the kept elements by 1 / (1 - p) during training, so the expected
 value of every element is unchanged and evaluation needs no rescaling: it is the identity.
+
+The mask comes from the kernel registry (``dropout_forward``: loops in
+``cnnlite.reference.dropout``, numba in ``cnnlite.cpu.dropout``, CUDA in kernels/dropout.cu),
+which hashes a seed with each element's index. The op draws only that seed from its NumPy
+generator, so a seeded generator gives the same mask on the CPU and on a GPU, and no random
+numbers are copied to the GPU.
 """
 from __future__ import annotations
 
@@ -18,20 +24,20 @@ _default_rng = np.random.default_rng()
 
 
 class Dropout(Function):
-    """y = x * mask / (1 - p) with mask[i] = 1 with probability 1 - p, else 0;
-    dy/dx = mask / (1 - p). x: any shape. p = 1 drops everything: y = 0, dy/dx = 0."""
+    """y = x * mask with mask[i] = 1 / (1 - p) with probability 1 - p, else 0;
+    dy/dx = mask. x: any shape. p = 1 drops everything: y = 0, dy/dx = 0."""
 
     def __init__(self, p: float, rng: np.random.Generator):
         self.p, self.rng = p, rng
 
     def forward(self, x):
-        # Drawn with NumPy (on the CPU) whatever x's device, so one seed gives one mask.
-        keep = self.rng.random(x.shape, dtype=np.float32) >= self.p
-        keep = backend.to_device(keep, backend.device_of(x))
-        scale = 1 / (1 - self.p) if self.p < 1 else 0.0
-        mask = backend.array_module(x).asarray(keep, dtype=x.dtype) * scale
+        if x.dtype.kind != "f":
+            raise OpError(f"dropout: expected a floating-point x, got {x.dtype} x "
+                          f"{tuple(x.shape)}")
+        seed = int(self.rng.integers(2**63))
+        y, mask = backend.kernel("dropout_forward", x)(x, self.p, seed)
         self.save_for_backward(mask)
-        return x * mask
+        return y
 
     def backward(self, gy):
         (mask,) = self.saved
@@ -50,8 +56,9 @@ def dropout(x, p: float = 0.5, training: bool = True,
     training : bool
         Drop (and scale the rest by 1 / (1 - p)) when True; return ``x`` itself when False.
     rng : numpy.random.Generator, optional
-        Source of the random mask; pass a seeded one for repeatable masks. By default a
-        generator created when cnnlite is imported.
+        Source of the mask's seed (one number per call); pass a seeded one for repeatable
+        masks, the same on every device. By default a generator created when cnnlite is
+        imported.
     """
     x = as_tensor(x, op_name="dropout")
     if isinstance(p, bool) or not isinstance(p, (int, float, np.floating, np.integer)) \

@@ -1,7 +1,11 @@
 """Softmax, log-softmax and the losses: cross-entropy, negative log-likelihood, mean squared error.
 
-Softmax and log-softmax subtract the maximum along the axis before exponentiating: the result
-is the same (the factor e^-max cancels) and no e^x can overflow, even for logits of 1000.
+Softmax, log-softmax and cross-entropy compute through the kernel registry
+(``backend.kernel``): the loops of ``cnnlite.reference.softmax`` inside
+``backend.use_reference()``, whole-array NumPy in ``cnnlite.cpu.softmax``, and
+kernels/softmax.cu on a GPU. All of them subtract the maximum along the axis before
+exponentiating: the result is the same (the factor e^-max cancels) and no e^x can overflow,
+even for logits of 1000.
 
 The losses are computed per element by a Function (``reduction="none"``); ``"mean"`` and
 ``"sum"`` then reduce those with the ordinary tensor reductions.
@@ -25,11 +29,29 @@ __all__ = ["softmax", "log_softmax", "cross_entropy", "nll_loss", "mse_loss"]
 REDUCTIONS = ("mean", "sum", "none")
 
 
-def _log_softmax_values(x, axis):
-    """log softmax(x) = (x - m) - log(sum(e^(x - m))) with m = max(x): no e^x overflows."""
-    xp = backend.array_module(x)
-    shifted = x - x.max(axis=axis, keepdims=True)
-    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+def _check_floating(op_name, x):
+    """The kernels compute in the input's float type; integers have none (as in PyTorch)."""
+    if x.dtype.kind != "f":
+        raise OpError(f"{op_name}: expected a floating-point input, got {x.dtype} "
+                      f"{tuple(x.shape)}")
+
+
+def _along_axes(kernel_name, arrays, axes):
+    """Run softmax kernel ``kernel_name`` on ``arrays`` (all of one shape) along ``axes``.
+
+    The kernels reduce along one axis. For several axes (or none, for a 0-d array) the axes
+    are first moved to the end and merged into one: softmax over a (C, H*W) view is softmax
+    over (C, H, W)'s last two axes.
+    """
+    run = backend.kernel(kernel_name, arrays[0])
+    if len(axes) == 1:
+        return run(*arrays, axes[0])
+    xp = backend.array_module(*arrays)
+    ndim = arrays[0].ndim
+    ends = tuple(range(ndim - len(axes), ndim))
+    moved = [xp.moveaxis(a, axes, ends) for a in arrays]
+    merged = [a.reshape(a.shape[:ndim - len(axes)] + (-1,)) for a in moved]
+    return xp.moveaxis(run(*merged, -1).reshape(moved[0].shape), ends, axes)
 
 
 class Softmax(Function):
@@ -37,20 +59,24 @@ class Softmax(Function):
 
     Jacobian dy_i/dx_j = y_i ([i = j] - y_j), so the vector-Jacobian product is
     dL/dx = y * (dL/dy - sum_j dL/dy_j y_j)   (the sum along ``axis``).   x: any shape
+
+    Kernels ``softmax_forward`` / ``softmax_backward`` (cnnlite.reference.softmax for the
+    loops); they subtract the maximum before exponentiating, so no e^x overflows.
     """
 
     def __init__(self, axis):
         self.axis = axis
 
     def forward(self, x):
-        self.axis = normalize_axes(self.axis, x.ndim, "softmax")
-        y = backend.array_module(x).exp(_log_softmax_values(x, self.axis))
+        _check_floating("softmax", x)
+        self.axes = normalize_axes(self.axis, x.ndim, "softmax")
+        y = _along_axes("softmax_forward", [x], self.axes)
         self.save_for_backward(y)
         return y
 
     def backward(self, gy):
         (y,) = self.saved
-        return y * (gy - (gy * y).sum(axis=self.axis, keepdims=True))
+        return _along_axes("softmax_backward", [y, gy], self.axes)
 
 
 class LogSoftmax(Function):
@@ -58,21 +84,23 @@ class LogSoftmax(Function):
 
     Jacobian dy_i/dx_j = [i = j] - softmax(x)_j, so
     dL/dx = dL/dy - softmax(x) * sum_i dL/dy_i   (the sum along ``axis``).   x: any shape
+
+    Kernels ``log_softmax_forward`` / ``log_softmax_backward``.
     """
 
     def __init__(self, axis):
         self.axis = axis
 
     def forward(self, x):
-        self.axis = normalize_axes(self.axis, x.ndim, "log_softmax")
-        y = _log_softmax_values(x, self.axis)
+        _check_floating("log_softmax", x)
+        self.axes = normalize_axes(self.axis, x.ndim, "log_softmax")
+        y = _along_axes("log_softmax_forward", [x], self.axes)
         self.save_for_backward(y)
         return y
 
     def backward(self, gy):
         (y,) = self.saved
-        softmax = backend.array_module(y).exp(y)
-        return gy - softmax * gy.sum(axis=self.axis, keepdims=True)
+        return _along_axes("log_softmax_backward", [y, gy], self.axes)
 
 
 def _class_axis(ndim):
@@ -112,28 +140,27 @@ class CrossEntropy(Function):
         q = (1 - eps) one_hot(target) + eps / K     (eps = label smoothing)
 
     dloss_n/dlogits_n = p_n - q_n.   logits: (N, K, ...), target: (N, ...) -> loss: (N, ...)
+
+    Kernels ``cross_entropy_forward`` (which also returns log p, for the backward) and
+    ``cross_entropy_backward``; q is never formed as an array.
     """
 
     def __init__(self, target, label_smoothing):
         self.target, self.label_smoothing = target, label_smoothing
 
     def forward(self, logits):
+        _check_floating("cross_entropy", logits)
         target = backend.array_module(logits).asarray(self.target)
         _check_target("cross_entropy", logits, target, "logits")
-        self.axis = _class_axis(logits.ndim)
-        log_probs = _log_softmax_values(logits, self.axis)
-        q = self._smoothed_target(target, logits.shape[self.axis], log_probs.dtype)
-        self.save_for_backward(log_probs, q)
-        return -(q * log_probs).sum(axis=self.axis)
-
-    def _smoothed_target(self, target, classes, dtype):
-        eps = self.label_smoothing
-        return (1 - eps) * _one_hot(target, classes, self.axis, dtype) + eps / classes
+        loss, log_probs = backend.kernel("cross_entropy_forward", logits)(
+            logits, target, self.label_smoothing)
+        self.save_for_backward(log_probs, target)
+        return loss
 
     def backward(self, gy):
-        log_probs, q = self.saved
-        probs = backend.array_module(log_probs).exp(log_probs)
-        return (probs - q) * backend.array_module(gy).expand_dims(gy, self.axis)
+        log_probs, target = self.saved
+        return backend.kernel("cross_entropy_backward", log_probs)(
+            log_probs, target, gy, self.label_smoothing)
 
 
 class NLLLoss(Function):

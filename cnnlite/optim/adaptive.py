@@ -8,7 +8,7 @@ average. The formulas are PyTorch's, so the results match it step for step.
 from __future__ import annotations
 
 from cnnlite import backend
-from cnnlite.optim.optimizer import Optimizer, check_non_negative
+from cnnlite.optim.optimizer import Optimizer, check_non_negative, update_in_place
 
 __all__ = ["Adagrad", "AdaGrad", "RMSprop", "RMSProp", "Adam"]
 
@@ -108,7 +108,9 @@ class Adam(Optimizer):
         v = beta2 * v + (1 - beta2) * g^2            (second moment)
         p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
-    The ``1 - beta^t`` factors undo the bias of m and v towards their zero start.
+    The ``1 - beta^t`` factors undo the bias of m and v towards their zero start. The step is
+    the kernel ``adam_update`` (cnnlite.reference.optim for the loop): one pass over the
+    parameter and both moments, in place.
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999),
@@ -124,24 +126,20 @@ class Adam(Optimizer):
             raise ValueError(f"Adam: betas must be two numbers in [0, 1), got {group['betas']}")
 
     def update(self, param, grad, state, group):
-        xp = backend.array_module(grad)
         if "exp_avg" not in state:
+            xp = backend.array_module(grad)
             state["step"] = 0
-            state["exp_avg"] = xp.zeros_like(param.data)
-            state["exp_avg_sq"] = xp.zeros_like(param.data)
+            state["exp_avg"] = xp.zeros(param.shape, param.dtype)
+            state["exp_avg_sq"] = xp.zeros(param.shape, param.dtype)
         state["step"] += 1
-        if group["weight_decay"] != 0:
-            grad = grad + group["weight_decay"] * param.data
         beta1, beta2 = group["betas"]
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        exp_avg *= beta1
-        exp_avg += (1 - beta1) * grad
-        exp_avg_sq *= beta2
-        exp_avg_sq += (1 - beta2) * grad * grad
-        bias_correction1 = 1 - beta1 ** state["step"]
-        bias_correction2 = 1 - beta2 ** state["step"]
-        denominator = xp.sqrt(exp_avg_sq) / bias_correction2 ** 0.5 + group["eps"]
-        param.sub_(group["lr"] / bias_correction1 * exp_avg / denominator)
+
+        def adam_step(array):
+            backend.kernel("adam_update", array)(
+                array, grad, state["exp_avg"], state["exp_avg_sq"], state["step"], group["lr"],
+                beta1, beta2, group["eps"], group["weight_decay"])
+
+        update_in_place(param, adam_step)
 
 
 AdaGrad = Adagrad

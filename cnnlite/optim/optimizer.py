@@ -10,6 +10,8 @@ settings are how Caffe's ``lr_mult``/``decay_mult`` are written here (see
 
 A subclass writes only the update rule of one parameter, ``update(param, grad, state,
 group)``, on raw arrays; ``step()`` loops over the groups outside the graph (``no_grad``).
+Where the rule is a kernel of the registry (``sgd_momentum_update``, ``adam_update``: one pass
+over memory, on the CPU or a GPU), ``update_in_place`` runs it on the parameter's array.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from cnnlite import backend
 from cnnlite.autograd import enable_grad, no_grad
 from cnnlite.tensor import Tensor
 
-__all__ = ["Optimizer", "caffe_param_groups", "required"]
+__all__ = ["Optimizer", "caffe_param_groups", "required", "update_in_place"]
 
 
 class Optimizer:
@@ -183,7 +185,7 @@ class Optimizer:
                     group[key] = _like(value, group.get(key, self.defaults.get(key)))
         self.state = {
             i: {key: (_scalar(value) if key in self.scalar_state else
-                      backend.to_device(np.asarray(value, dtype=params[i].dtype),
+                      backend.to_device(np.array(value, dtype=params[i].dtype, order="C"),
                                         params[i].device))
                     for key, value in state.items()}
             for i, state in new_state.items()}
@@ -209,6 +211,25 @@ class Optimizer:
                          if key != "params")
         lines.append(")")
         return "\n".join(lines)
+
+
+def update_in_place(param: Tensor, update: Callable):
+    """Change ``param`` in place by ``update(array)``, a call of an optimiser kernel that
+    writes into ``array``, a contiguous array holding param's values.
+
+    The version of ``param`` goes up, as with ``param.sub_(...)``, so that a graph that saved
+    the old values for its backward pass reports the change instead of using them. The kernels
+    write straight into contiguous memory: a parameter whose array is a strided view (of a
+    transposed array, say) is updated through a contiguous copy that is written back.
+    """
+    param._begin_inplace("optimizer update")
+    data = param.data
+    if data.flags.c_contiguous:
+        update(data)
+    else:
+        array = backend.array_module(data).ascontiguousarray(data)
+        update(array)
+        data[...] = array
 
 
 class _RequiredType:

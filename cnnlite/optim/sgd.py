@@ -1,7 +1,8 @@
 """Stochastic gradient descent with momentum, dampening, Nesterov momentum and weight decay."""
 from __future__ import annotations
 
-from cnnlite.optim.optimizer import Optimizer, check_non_negative, required
+from cnnlite import backend
+from cnnlite.optim.optimizer import Optimizer, check_non_negative, required, update_in_place
 
 __all__ = ["SGD"]
 
@@ -16,7 +17,8 @@ class SGD(Optimizer):
         p = p - lr * g
 
     The learning rate multiplies the velocity (not the gradient inside it as in Sutskever et
-    al.); both agree while lr is constant.
+    al.); both agree while lr is constant. The step is the kernel ``sgd_momentum_update``
+    (cnnlite.reference.optim for the loop): one pass over the parameter, in place.
 
     Parameters
     ----------
@@ -41,16 +43,17 @@ class SGD(Optimizer):
                              f"momentum={group['momentum']}, dampening={group['dampening']}")
 
     def update(self, param, grad, state, group):
-        if group["weight_decay"] != 0:
-            grad = grad + group["weight_decay"] * param.data
         momentum = group["momentum"]
-        if momentum != 0:
-            buffer = state.get("momentum_buffer")
-            if buffer is None:
-                buffer = grad.copy()
-            else:
-                buffer *= momentum
-                buffer += (1 - group["dampening"]) * grad
-            state["momentum_buffer"] = buffer
-            grad = grad + momentum * buffer if group["nesterov"] else buffer
-        param.sub_(group["lr"] * grad)
+        first_step = momentum != 0 and "momentum_buffer" not in state
+        if first_step:  # the kernel starts the buffer as the first gradient
+            state["momentum_buffer"] = backend.array_module(grad).empty(param.shape, param.dtype)
+
+        def sgd_step(array):
+            # Without momentum the kernel keeps no buffer and never touches the one it is
+            # given, so the parameter's own array stands in for it.
+            buffer = state.get("momentum_buffer", array)
+            backend.kernel("sgd_momentum_update", array)(
+                array, grad, buffer, group["lr"], momentum, group["dampening"],
+                group["weight_decay"], group["nesterov"], first_step)
+
+        update_in_place(param, sgd_step)

@@ -4,6 +4,7 @@ Slow on purpose. They are the ground truth the fast paths are tested against and
 thing to read to understand an op. ``KERNELS`` maps each hot op's name to its loop version;
 ``cnnlite.backend.kernel`` hands them out inside ``cnnlite.backend.use_reference()``.
 """
-from cnnlite.reference import activation, conv, norm, pool
+from cnnlite.reference import activation, conv, dropout, norm, optim, pool, softmax
 
-KERNELS = {**conv.KERNELS, **pool.KERNELS, **norm.KERNELS, **activation.KERNELS}
+KERNELS = {**conv.KERNELS, **pool.KERNELS, **norm.KERNELS, **activation.KERNELS,
+           **dropout.KERNELS, **softmax.KERNELS, **optim.KERNELS}
