@@ -129,26 +129,6 @@ def torch_step(layer):
     return step
 
 
-def time_with_pauses(ours, theirs, repeats, warmup=2, pause=0.3):
-    """Like ``common.time_side_by_side``, but each timed run starts after a pause.
-
-    Without the pause a run inherits the other framework's busy threads: OpenBLAS's workers
-    (numpy's GEMM, so cnnlite's) keep spinning for a while after each product, and PyTorch's
-    OpenMP workers likewise, and on 2 cores a spinning thread takes a core from the next run.
-    """
-    for _ in range(warmup):
-        ours()
-        theirs()
-    ours_times, theirs_times = [], []
-    for _ in range(repeats):
-        for fn, times in ((ours, ours_times), (theirs, theirs_times)):
-            time.sleep(pause)
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-    return statistics.median(ours_times), statistics.median(theirs_times)
-
-
 def profile_steps(layer, repeats):
     """Median ms of each step Conv2d takes for this layer (one chunk, groups=1), in its order."""
     x, w, b, gy = layer["x"], layer["w"], layer["b"], layer["gy"]
@@ -189,7 +169,7 @@ def main(argv=None):
     rows, ratios, back_to_back_ratios, profiles = [], [], [], []
     for spec, name, layer in zip(LAYERS, LAYER_NAMES, layers):
         ours_step, torch_step_ = cnnlite_step(layer), torch_step(layer)
-        ours, theirs = time_with_pauses(ours_step, torch_step_, args.repeats)
+        ours, theirs = time_side_by_side(ours_step, torch_step_, args.repeats, pause=0.3)
         ours_b2b, theirs_b2b = time_side_by_side(ours_step, torch_step_, args.repeats)
         ratios.append(ours / theirs)
         back_to_back_ratios.append(ours_b2b / theirs_b2b)
@@ -213,7 +193,7 @@ def main(argv=None):
     notes = (f"Forward + backward (dL/dx, dL/dw, dL/db), float32, median ms of {args.repeats} "
              f"interleaved runs, each after a 0.3 s pause; ratio = cnnlite / PyTorch (lower is "
              f"better; target: geometric mean <= 1.5). The last column runs the two back to "
-             f"back without pauses (``common.time_side_by_side``): there each framework's "
+             f"back without pauses (``common.time_side_by_side`` with pause=0): there each framework's "
              f"still-spinning worker threads slow the other one down, PyTorch far more (see the "
              f"notes). Load average (1, 5, 15 min) when the run ended: {load}; the machine is "
              f"shared, so rerun on a quiet machine for final figures.\n\n"

@@ -32,14 +32,21 @@ def machine() -> str:
             f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
 
 
-def time_side_by_side(ours, theirs, repeats: int = 7, warmup: int = 2):
-    """Median seconds of ``ours()`` and ``theirs()``, run alternately ``repeats`` times."""
+def time_side_by_side(ours, theirs, repeats: int = 7, warmup: int = 2, pause: float = 0.0):
+    """Median seconds of ``ours()`` and ``theirs()``, run alternately ``repeats`` times.
+
+    ``pause`` seconds of sleep before each timed run let the other framework's worker threads
+    go idle first: OpenBLAS's workers (numpy's GEMM, so cnnlite's) and PyTorch's OpenMP workers
+    keep spinning for a while after each product, and on 2 cores a spinning thread takes a core
+    from the next run. Without a pause, back-to-back runs slow each other down.
+    """
     for _ in range(warmup):
         ours()
         theirs()
     ours_times, theirs_times = [], []
     for _ in range(repeats):
         for fn, times in ((ours, ours_times), (theirs, theirs_times)):
+            time.sleep(pause)
             start = time.perf_counter()
             fn()
             times.append(time.perf_counter() - start)

@@ -21,7 +21,7 @@ from cnnlite import backend, cpu, reference
 from cnnlite import functional as F
 from cnnlite.functional import activation
 from cnnlite.testing import arrays, shapes
-from helpers import cnnlite_grads, tensors_from, torch_grads
+from helpers import assert_matches_torch, tensors_from
 
 IMPLEMENTATIONS = ["fast", "reference"]
 
@@ -30,22 +30,6 @@ def implementation(name):
     """The context in which the ops run: the fast kernels, or the reference loops."""
     return backend.use_reference() if name == "reference" else contextlib.nullcontext()
 
-
-def assert_matches_torch(fn, torch_fn, arrays_in, rtol=1e-6):
-    """Value and gradients (for one random upstream gradient) equal PyTorch's, in float64."""
-    y = fn(*tensors_from(arrays_in, requires_grad=False))
-    expected = torch_fn(*[torch.tensor(a) for a in arrays_in]).detach().numpy()
-    assert y.shape == expected.shape
-    np.testing.assert_allclose(y.data, expected, rtol=rtol, atol=1e-12)
-    upstream = np.random.default_rng(7).standard_normal(y.shape)
-    _, ours = cnnlite_grads(fn, arrays_in, upstream)
-    theirs = torch_grads(torch_fn, arrays_in, upstream)
-    for mine, expected_grad in zip(ours, theirs):
-        np.testing.assert_allclose(mine, expected_grad, rtol=rtol, atol=1e-12)
-
-
-# --- the element-wise activations ----------------------------------------------------------------
-# name -> (cnnlite op, the same op in PyTorch, strategy for its hyper-parameters)
 
 ELEMENTWISE = {
     "relu": (F.relu, torch.relu, st.just({})),

@@ -21,7 +21,7 @@ import cnnlite as cl
 from cnnlite import backend, cpu, cuda, nn, optim
 from cnnlite import functional as F
 from cnnlite.cuda import host, memory, module
-from cnnlite.cuda.dropout import counter_uniforms
+from cnnlite.reference.dropout import counter_uniforms
 from cnnlite.reference import conv as reference_conv
 
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from cnnlite import backend, cuda, reference
 from cnnlite.cuda import host, module
-from cnnlite.cuda.dropout import counter_uniforms
+from cnnlite.reference.dropout import counter_uniforms
 from cnnlite.errors import OpError
 from cnnlite.functional.pool import pool_window
 from cnnlite.reference import conv as reference_conv

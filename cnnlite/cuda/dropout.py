@@ -14,7 +14,7 @@ from cnnlite import backend
 from cnnlite.cuda.memory import reports_out_of_memory
 from cnnlite.cuda.module import float_dtype, int64s, kernel_function, launch
 from cnnlite.errors import OpError
-from cnnlite.reference.dropout import counter_uniforms  # noqa: F401 (re-exported for tests)
+
 
 @reports_out_of_memory
 def dropout_forward(x, p, seed):
