@@ -17,3 +17,12 @@ from cnnlite.functional import (abs, clip, concat, exp, log, matmul, maximum, pa
 from cnnlite.testing import GradcheckError, gradcheck
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Tensor", "tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled",
+    "gradcheck", "GradcheckError", "OpError", "DeviceError",
+    "abs", "clip", "concat", "exp", "log", "matmul", "maximum", "pad", "split", "sqrt", "stack",
+    "where",
+    "autograd", "backend", "cuda", "data", "functional", "models", "nn", "optim", "testing",
+    "train",
+]

@@ -256,7 +256,14 @@ class Tensor:
         return self.astype(np.float64)
 
     # --- in-place changes (not differentiable; they bump the version counter) -------------
-    def _begin_inplace(self, what):
+    def mark_changed_in_place(self, what: str):
+        """Record that ``self.data`` is about to change in place (by ``what``).
+
+        The in-place methods below call it; so should code that writes into ``.data``
+        directly, such as an optimiser kernel. It bumps the version counter, so that a graph
+        that saved the old values reports the change at backward time instead of silently
+        computing a wrong gradient.
+        """
         if self.requires_grad and autograd.is_grad_enabled():
             raise RuntimeError(
                 f"{what}: in-place change of a tensor that requires grad while the graph is "
@@ -265,7 +272,7 @@ class Tensor:
         self._version += 1
 
     def _inplace(self, what, other, update):
-        self._begin_inplace(what)
+        self.mark_changed_in_place(what)
         other = other.data if isinstance(other, Tensor) else other
         try:
             update(self.data, other)

@@ -175,3 +175,18 @@ def orthogonal_(tensor: Tensor, gain: float = 1.0, rng=None) -> Tensor:
     """Fill with ``gain`` times an orthonormal matrix (Saxe et al., 2014), see
     ``svd_orthonormal``. For a conv weight the matrix is ``(out, in*kh*kw)``."""
     return _fill(tensor, gain * svd_orthonormal(tensor.shape, rng))
+
+
+_FROM_LSUV = ("lsuv_init", "LSUVReport", "LSUVLayer", "REFERENCE_SCRIPT")
+
+
+def __getattr__(name):
+    """``init.lsuv_init`` and its report types, which live in ``cnnlite.nn.lsuv``.
+
+    LSUV needs the layers, and the layers need this module for their default initialisation,
+    so ``lsuv`` cannot be imported at the top of this file; it is looked up on first use.
+    """
+    if name in _FROM_LSUV:
+        from cnnlite.nn import lsuv
+        return getattr(lsuv, name)
+    raise AttributeError(f"module 'cnnlite.nn.init' has no attribute {name!r}")

@@ -222,7 +222,7 @@ def update_in_place(param: Tensor, update: Callable):
     write straight into contiguous memory: a parameter whose array is a strided view (of a
     transposed array, say) is updated through a contiguous copy that is written back.
     """
-    param._begin_inplace("optimizer update")
+    param.mark_changed_in_place("optimizer update")
     data = param.data
     if data.flags.c_contiguous:
         update(data)
