@@ -192,6 +192,18 @@ def stochastic_pool2d_sample(x, kernel_size, stride, output_size, uniforms):
     return y, chosen
 
 
+@njit(cache=True, inline="always")
+def window_moments(x, b, ch, h0, h1, w0, w1):
+    """sum(a) and sum(a^2) over the window rows h0..h1-1, columns w0..w1-1 of plane (b, ch)."""
+    total, squares = 0.0, 0.0
+    for r in range(h0, h1):
+        for s in range(w0, w1):
+            value = x[b, ch, r, s]
+            total += value
+            squares += value * value
+    return total, squares
+
+
 @njit(parallel=True, cache=True)
 def probability_weighted_pool2d_forward(x, kernel_size, stride, output_size):
     """y = sum(a^2) / sum(a) over each window (0 for an all-zero window)."""
@@ -204,12 +216,7 @@ def probability_weighted_pool2d_forward(x, kernel_size, stride, output_size):
             h0, h1 = input_window(i, stride[0], 0, kernel_size[0], h)
             for j in range(ow):
                 w0, w1 = input_window(j, stride[1], 0, kernel_size[1], w)
-                total, squares = 0.0, 0.0
-                for r in range(h0, h1):
-                    for s in range(w0, w1):
-                        value = x[b, ch, r, s]
-                        total += value
-                        squares += value * value
+                total, squares = window_moments(x, b, ch, h0, h1, w0, w1)
                 y[b, ch, i, j] = squares / total if total > 0 else 0.0
     return y
 
@@ -226,12 +233,7 @@ def probability_weighted_pool2d_backward(gy, x, kernel_size, stride):
             h0, h1 = input_window(i, stride[0], 0, kernel_size[0], h)
             for j in range(ow):
                 w0, w1 = input_window(j, stride[1], 0, kernel_size[1], w)
-                total, squares = 0.0, 0.0
-                for r in range(h0, h1):
-                    for s in range(w0, w1):
-                        value = x[b, ch, r, s]
-                        total += value
-                        squares += value * value
+                total, squares = window_moments(x, b, ch, h0, h1, w0, w1)
                 if total > 0:
                     y = squares / total
                     for r in range(h0, h1):
