@@ -44,16 +44,10 @@ def check_op(fn, arrays, numpy_fn=None, torch_fn=None, rtol=1e-6, gradcheck=True
     if gradcheck:
         cl.gradcheck(fn, tensors_from(arrays))
     if torch_fn is not None:
-        y = fn(*tensors_from(arrays, requires_grad=False))
-        upstream = np.random.default_rng(7).standard_normal(y.shape)
-        _, ours = cnnlite_grads(fn, arrays, upstream)
-        theirs = torch_grads(torch_fn, arrays, upstream)
-        for mine, reference in zip(ours, theirs):
-            if reference is not None:
-                np.testing.assert_allclose(mine, reference, rtol=rtol, atol=1e-10)
+        assert_matches_torch(fn, torch_fn, arrays, rtol=rtol, atol=1e-10)
 
 
-def assert_matches_torch(fn, torch_fn, arrays_in, rtol=1e-6):
+def assert_matches_torch(fn, torch_fn, arrays_in, rtol=1e-6, atol=1e-12):
     """Value and gradients (for one random upstream gradient) equal PyTorch's, in float64.
 
     Integer arrays (class targets) reach both sides as integer tensors, without gradient.
@@ -61,10 +55,10 @@ def assert_matches_torch(fn, torch_fn, arrays_in, rtol=1e-6):
     y = fn(*tensors_from(arrays_in, requires_grad=False))
     expected = torch_fn(*[torch.tensor(a) for a in arrays_in]).detach().numpy()
     assert y.shape == expected.shape
-    np.testing.assert_allclose(y.data, expected, rtol=rtol, atol=1e-12)
+    np.testing.assert_allclose(y.data, expected, rtol=rtol, atol=atol)
     upstream = np.random.default_rng(7).standard_normal(y.shape)
     _, ours = cnnlite_grads(fn, arrays_in, upstream)
     theirs = torch_grads(torch_fn, arrays_in, upstream)
     for mine, expected_grad in zip(ours, theirs):
         if expected_grad is not None:
-            np.testing.assert_allclose(mine, expected_grad, rtol=rtol, atol=1e-12)
+            np.testing.assert_allclose(mine, expected_grad, rtol=rtol, atol=atol)
