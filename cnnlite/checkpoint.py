@@ -208,6 +208,16 @@ def _read_meta(archive, where):
     return meta
 
 
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # how every .npz (a zip archive) begins
+
+
+def _starts_like_an_npz(where) -> bool:
+    """Checked before ``np.load``, which takes any other file for a pickle and would answer
+    with a message about ``allow_pickle`` instead of saying the file is wrong."""
+    with open(where, "rb") as file:
+        return file.read(4) in _ZIP_MAGIC
+
+
 def load(path) -> dict:
     """Read a checkpoint written by ``save`` back into its nested structure.
 
@@ -216,13 +226,16 @@ def load(path) -> dict:
     FileNotFoundError
         When there is no file at ``path``.
     CheckpointError
-        When the file is truncated, corrupted or not a cnnlite checkpoint; the message names
-        the file and what is wrong.
+        When the file is truncated, corrupted or not a cnnlite checkpoint (not even an
+        ``.npz`` archive); the message names the file and what is wrong.
     """
     where = os.fspath(path)
     if not os.path.exists(where):
         raise FileNotFoundError(f"checkpoint {where} does not exist")
     try:
+        if not _starts_like_an_npz(where):
+            raise CheckpointError(f"{where}: not a cnnlite checkpoint, or a damaged one: the "
+                                  f"file is not an .npz archive")
         with np.load(where, allow_pickle=False) as archive:
             meta = _read_meta(archive, where)
             used = set()

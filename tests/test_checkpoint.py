@@ -177,8 +177,12 @@ def good_file(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip_bytes", "garbage", "empty"])
-def test_a_damaged_file_raises_a_clear_error_naming_the_file(good_file, damage):
+@pytest.mark.parametrize("damage, fragment", [
+    ("truncate", "corrupted or truncated"), ("flip_bytes", "corrupted or truncated"),
+    ("garbage", "not a cnnlite checkpoint, or a damaged one"),
+    ("empty", "not a cnnlite checkpoint, or a damaged one")],
+    ids=["truncate", "flip_bytes", "garbage", "empty"])
+def test_a_damaged_file_raises_a_clear_error_naming_the_file(good_file, damage, fragment):
     content = good_file.read_bytes()
     if damage == "truncate":
         content = content[: len(content) // 2]
@@ -191,10 +195,25 @@ def test_a_damaged_file_raises_a_clear_error_naming_the_file(good_file, damage):
     else:
         content = b""
     good_file.write_bytes(content)
-    with pytest.raises(CheckpointError, match="corrupted or truncated") as info:
+    with pytest.raises(CheckpointError, match=fragment) as info:
         checkpoint.load(good_file)
     assert str(good_file) in str(info.value)
     assert good_file.read_bytes() == content  # loading never writes
+
+
+@pytest.mark.parametrize("content", [b"this is not a checkpoint" * 10,
+                                     b"\x80\x04\x95 looks like a pickle"],
+                         ids=["text", "pickle-like"])
+def test_a_file_that_is_no_archive_is_not_explained_in_numpys_pickle_terms(tmp_path, content):
+    """NumPy takes any file that is neither .npy nor .npz for a pickle; the user should not
+    be told about allow_pickle, only that this is no checkpoint."""
+    path = tmp_path / "notes.npz"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as info:
+        checkpoint.load(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: not a cnnlite checkpoint")
+    assert "pickle" not in message
 
 
 def test_a_missing_file_raises_file_not_found(tmp_path):

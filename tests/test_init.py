@@ -79,6 +79,15 @@ def test_scheme_has_its_standard_deviation(fill, std, bound, rng):
         assert np.abs(values).max() > 0.99 * bound
 
 
+@pytest.mark.parametrize("alias, scheme", [
+    ("glorot_uniform_", "xavier_uniform_"), ("glorot_normal_", "xavier_normal_"),
+    ("he_uniform_", "kaiming_uniform_"), ("he_normal_", "kaiming_normal_"),
+    ("msra_uniform_", "kaiming_uniform_"), ("msra_normal_", "kaiming_normal_")])
+def test_the_other_names_of_a_scheme_are_the_same_function(alias, scheme):
+    assert getattr(init, alias) is getattr(init, scheme)
+    assert alias in init.__all__
+
+
 def test_constant_zeros_ones():
     weight = parameter((3, 4))
     np.testing.assert_array_equal(init.constant_(weight, 0.5).data, np.full((3, 4), 0.5))

@@ -8,6 +8,7 @@ import pytest
 import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import cnnlite as cl
 from cnnlite import functional as F
@@ -85,10 +86,16 @@ def test_matmul_batched_and_broadcast(data):
     check_op(lambda x, y: x @ y, [a, b], np.matmul, torch.matmul)
 
 
-@pytest.mark.parametrize("shape_a, shape_b", [((3,), (3,)), ((3,), (3, 2)), ((2, 2, 3), (3,)),
-                                              ((4, 3), (3,))])
-def test_matmul_with_vectors(shape_a, shape_b, rng):
-    a, b = rng.standard_normal(shape_a), rng.standard_normal(shape_b)
+@pytest.mark.parametrize("vector", ["both", "left", "right"])
+@given(data=st.data())
+def test_matmul_with_vectors(vector, data):
+    """A 1-D operand is a row (on the left) or a column (on the right) that is then dropped."""
+    k = data.draw(st.integers(1, 4))
+    matrix = data.draw(shapes(max_dims=2, max_side=3)) + tuple(
+        data.draw(st.tuples(st.integers(1, 4))))                   # (*batch, n) or (*batch, m)
+    shape_a = (k,) if vector in ("both", "left") else matrix + (k,)
+    shape_b = (k,) if vector in ("both", "right") else matrix[:-1] + (k, matrix[-1])
+    a, b = data.draw(arrays(shape_a)), data.draw(arrays(shape_b))
     check_op(lambda x, y: x @ y, [a, b], np.matmul, torch.matmul)
 
 
@@ -208,29 +215,67 @@ def test_broadcast_to_and_expand(data):
     x = data.draw(arrays(small))
     check_op(lambda a: a.broadcast_to(target), [x], lambda a: np.broadcast_to(a, target),
              lambda a: a.expand(target))
-    check_op(lambda a: F.expand(a, target), [x], lambda a: np.broadcast_to(a, target))
+    check_op(lambda a: F.expand(a, target), [x], lambda a: np.broadcast_to(a, target),
+             lambda a: a.expand(target))
 
 
-@pytest.mark.parametrize("index", [
-    (slice(1, None), slice(None, None, 2)),
-    (1,),
-    (Ellipsis, 0),
-    (np.array([0, 2, 2, 1]),),                     # repeated rows: their gradients add up
-    (np.array([[0, 1], [2, 2]]), slice(1, 3)),
-    (slice(None), np.array([3, 0])),
-], ids=["slices", "int", "ellipsis", "int-array-repeats", "2d-int-array", "fancy-axis1"])
-def test_indexing(index, rng):
-    x = rng.standard_normal((3, 4))
-    check_op(lambda a: a[index], [x], lambda a: a[index],
-             lambda a: a[tuple(torch.tensor(i) if isinstance(i, np.ndarray) else i
-                               for i in index)])
+def positive_slices(size):
+    """Slices of an axis of ``size``, empty ones included; steps >= 1 (PyTorch has no
+    negative steps)."""
+    ends = st.none() | st.integers(-size - 1, size + 1)
+    return st.builds(slice, ends, ends, st.none() | st.integers(1, 3))
 
 
-def test_boolean_mask_indexing(rng):
-    x = rng.standard_normal((3, 4))
-    mask = x > 0.2
+def draw_basic_index(data, shape):
+    """Integers and slices for some leading axes, or after an Ellipsis for some trailing ones."""
+    count = data.draw(st.integers(0, len(shape)))
+    from_the_end = data.draw(st.booleans())
+    axes = shape[len(shape) - count:] if from_the_end else shape[:count]
+    index = tuple(data.draw(st.integers(-size, size - 1) | positive_slices(size))
+                  for size in axes)
+    return (Ellipsis,) + index if from_the_end else index
+
+
+def draw_integer_array_index(data, shape):
+    """Slices for the first axes, then integer arrays (which broadcast together, may repeat an
+    index and may be negative) for one or more adjacent axes, then perhaps one more slice."""
+    start = data.draw(st.integers(0, len(shape) - 1))
+    count = data.draw(st.integers(1, len(shape) - start))
+    leading = tuple(data.draw(positive_slices(size)) for size in shape[:start])
+    result_shape = shapes(min_dims=1, max_dims=2, max_side=4)
+    index_arrays = data.draw(hnp.integer_array_indices(shape[start:start + count],
+                                                       result_shape=result_shape))
+    rest = shape[start + count:]
+    trailing = (data.draw(positive_slices(rest[0])),) if rest and data.draw(st.booleans()) else ()
+    return leading + tuple(index_arrays) + trailing
+
+
+def torch_index(index):
+    return tuple(torch.tensor(i) if isinstance(i, np.ndarray) else i for i in index)
+
+
+@pytest.mark.parametrize("draw_index", [draw_basic_index, draw_integer_array_index],
+                         ids=["ints-slices-ellipsis", "integer-arrays"])
+@given(data=st.data())
+def test_indexing(draw_index, data):
+    x = data.draw(arrays(data.draw(shapes(min_dims=1, max_dims=3, max_side=4))))
+    index = draw_index(data, x.shape)
+    check_op(lambda a: a[index], [x], lambda a: a[index], lambda a: a[torch_index(index)])
+
+
+def test_gradients_of_a_repeated_index_add_up():
+    x = cl.tensor(np.zeros(3), requires_grad=True)
+    x[np.array([0, 2, 0, 0])].sum().backward()
+    np.testing.assert_array_equal(x.grad, [3.0, 0.0, 1.0])
+
+
+@given(data=st.data())
+def test_boolean_mask_indexing(data):
+    """A mask over all axes, or over the leading ones, as a NumPy array or a cnnlite tensor."""
+    x = data.draw(arrays(data.draw(shapes(min_dims=1, max_dims=3, max_side=4))))
+    mask = data.draw(hnp.arrays(np.bool_, x.shape[:data.draw(st.integers(1, x.ndim))]))
     check_op(lambda a: a[mask], [x], lambda a: a[mask], lambda a: a[torch.tensor(mask)])
-    check_op(lambda a: a[cl.tensor(x) > 0.2], [x], lambda a: a[mask])
+    check_op(lambda a: a[cl.tensor(mask)], [x], lambda a: a[mask])
 
 
 @given(data=st.data(), count=st.integers(1, 3))
@@ -251,16 +296,24 @@ def test_concat_and_stack(data, count):
 
 @given(data=st.data())
 def test_split(data):
-    x = data.draw(arrays(data.draw(shapes(min_dims=1, max_dims=3, min_side=2))))
-    axis = data.draw(st.integers(0, x.ndim - 1))
-    cut = data.draw(st.integers(1, x.shape[axis] - 1))
-    weights = np.arange(1.0, 3.0)
+    x = data.draw(arrays(data.draw(shapes(min_dims=1, max_dims=3))))
+    axis = data.draw(st.integers(-x.ndim, x.ndim - 1))
+    size = x.shape[axis]
+    cuts = data.draw(st.sampled_from([n for n in range(1, size + 1) if size % n == 0])  # equal
+                     | st.lists(st.integers(0, size), min_size=1, max_size=3).map(sorted))
+    pieces = cl.split(cl.tensor(x), cuts, axis=axis)
+    expected = np.split(x, cuts, axis=axis)
+    assert [p.shape for p in pieces] == [e.shape for e in expected]
+    for piece, want in zip(pieces, expected):
+        np.testing.assert_array_equal(piece.data, want)
     # Weigh the pieces differently so that gradients sent to the wrong piece would show.
-    check_op(lambda a: cl.concat([p * w for p, w in zip(cl.split(a, [cut], axis=axis),
+    sizes = [e.shape[axis] for e in expected]
+    weights = np.arange(1.0, len(sizes) + 1)
+    check_op(lambda a: cl.concat([p * w for p, w in zip(cl.split(a, cuts, axis=axis),
                                                          weights)], axis=axis),
              [x], None,
-             lambda a: torch.cat([p * w for p, w in zip(
-                 torch.split(a, [cut, x.shape[axis] - cut], dim=axis), weights)], dim=axis))
+             lambda a: torch.cat([p * w for p, w in zip(torch.split(a, sizes, dim=axis),
+                                                        weights)], dim=axis))
 
 
 def test_split_into_equal_sections(rng):

@@ -319,6 +319,17 @@ def test_poly_powers_of_mishkin_et_al():
         sched.poly_lr(1, 0.01, 10, "cubic")
 
 
+def test_poly_square_root_scheduler_follows_its_formula():
+    optimizer = sgd_with_groups()
+    scheduler = sched.PolyLR(optimizer, max_iter=25, power="square_root")
+    for t in range(30):
+        expected = [base * math.sqrt(1 - min(t, 25) / 25) for base in (0.1, 0.2)]
+        np.testing.assert_allclose(scheduler.get_last_lr(), expected, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose([g["lr"] for g in optimizer.param_groups], expected,
+                                   rtol=1e-12, atol=1e-15)
+        scheduler.step()
+
+
 def linear_cosine_reference(step, base, decay_steps, num_periods, alpha, beta):
     """Bello et al.'s linear cosine decay, written as in their paper's definition."""
     step = min(step, decay_steps)

@@ -28,7 +28,9 @@ from cnnlite.tensor import Tensor
 
 __all__ = ["manual_seed", "calculate_gain", "fan_in_and_fan_out", "uniform_", "normal_",
            "constant_", "zeros_", "ones_", "xavier_uniform_", "xavier_normal_",
-           "kaiming_uniform_", "kaiming_normal_", "svd_orthonormal", "orthogonal_"]
+           "kaiming_uniform_", "kaiming_normal_", "svd_orthonormal", "orthogonal_",
+           "glorot_uniform_", "glorot_normal_", "he_uniform_", "he_normal_", "msra_uniform_",
+           "msra_normal_"]
 
 _default_rng = np.random.default_rng()
 
@@ -175,6 +177,14 @@ def orthogonal_(tensor: Tensor, gain: float = 1.0, rng=None) -> Tensor:
     """Fill with ``gain`` times an orthonormal matrix (Saxe et al., 2014), see
     ``svd_orthonormal``. For a conv weight the matrix is ``(out, in*kh*kw)``."""
     return _fill(tensor, gain * svd_orthonormal(tensor.shape, rng))
+
+
+# The other names the same schemes go by: Glorot is Xavier's surname; He et al. worked at
+# Microsoft Research Asia (MSRA), and Caffe calls their scheme "msra".
+glorot_uniform_ = xavier_uniform_
+glorot_normal_ = xavier_normal_
+he_uniform_ = msra_uniform_ = kaiming_uniform_
+he_normal_ = msra_normal_ = kaiming_normal_
 
 
 _FROM_LSUV = ("lsuv_init", "LSUVReport", "LSUVLayer", "REFERENCE_SCRIPT")
