@@ -57,6 +57,22 @@ def _shapes(arrays) -> str:
     return ", ".join(str(tuple(a.shape)) for a in arrays)
 
 
+def _gpu_out_of_memory():
+    """cupy's OutOfMemoryError class once cupy is imported, else ``()`` (matches nothing).
+
+    Used as ``except _gpu_out_of_memory() as error``: Python evaluates it only when an
+    exception reaches that clause, so the CPU path pays nothing. Ops on cupy arrays run out of
+    GPU memory in cuBLAS products and cupy's element-wise ops, not only in our kernels; the
+    report then names the op and its shapes (cnnlite.cuda.memory)."""
+    from cnnlite.cuda.memory import cupy_out_of_memory_type
+    return cupy_out_of_memory_type()
+
+
+def _out_of_memory_error(what, error):
+    from cnnlite.cuda.memory import gpu_out_of_memory_error
+    return gpu_out_of_memory_error(what, error)
+
+
 class Function:
     """One differentiable operation on raw arrays.
 
@@ -104,6 +120,9 @@ class Function:
             if getattr(error, "from_cnnlite", False):
                 raise
             raise type(error)(f"{self.name}: {error} (input shapes: {_shapes(xs)})") from None
+        except _gpu_out_of_memory() as error:
+            raise _out_of_memory_error(f"{self.name} (forward, input shapes {_shapes(xs)})",
+                                       error) from error
         single = not isinstance(ys, tuple)
         ys = (ys,) if single else ys
 
@@ -252,7 +271,11 @@ def iter_backward(root, grad=None, retain_graph=False):
                 f"the arrays it saved were freed after the first backward(). Pass "
                 f"retain_graph=True to the first backward() if you need to walk it again.")
         function._check_saved_versions()
-        gxs = function.backward(*gys)
+        try:
+            gxs = function.backward(*gys)
+        except _gpu_out_of_memory() as error:
+            raise _out_of_memory_error(f"{function.name} (backward, gradient shapes "
+                                       f"{_shapes(gys)})", error) from error
         gxs = gxs if isinstance(gxs, tuple) else (gxs,)
         _check_grad_inputs(function, gxs)
         if not retain_graph:

@@ -5,10 +5,14 @@ Without cupy or without a device the GPU tests skip and say which. The GPU code 
 checked everywhere, with a stand-in for cupy (NumPy arrays that say they belong to cupy, and a
 RawModule whose kernels run through the CPU harness): the launchers compile each kernel file
 once, with the options and name expressions NVRTC needs, and the ops of cnnlite.functional run
-unchanged on such arrays, through the CUDA kernels, and pass their gradient checks. So does the
-out-of-memory message.
+unchanged on such arrays, through the CUDA kernels, and pass their gradient checks; Tensor.to,
+and `cnnlite train --device cuda` (fit, evaluate, checkpoint) keep everything on the device. So
+does the out-of-memory message, also for an op of autograd that runs out outside our kernels.
 """
+import json
 import re
+import shutil
+import sys
 import types
 
 import numpy as np
@@ -18,11 +22,12 @@ from test_cuda_kernels_host import registry_cases
 from test_kernel_routing import call, kernel_cases
 
 import cnnlite as cl
-from cnnlite import backend, cpu, cuda, nn, optim
+from cnnlite import backend, cli, cpu, cuda, models, nn, optim
 from cnnlite import functional as F
 from cnnlite.cuda import host, memory, module
 from cnnlite.reference.dropout import counter_uniforms
 from cnnlite.reference import conv as reference_conv
+from cnnlite.train import loop
 
 
 def no_gpu_reason():
@@ -194,8 +199,18 @@ def dressed_as_cupy(value):
 
 
 @pytest.fixture(scope="module")
-def stand_in_kernels(tmp_path_factory):
-    return host.HostKernels(host.build(tmp_path_factory.mktemp("stand_in")))
+def stand_in_library(tmp_path_factory):
+    compiler = host.compile_command()[0]
+    if shutil.which(compiler) is None:
+        pytest.skip(f"no {compiler} on the PATH to build the CUDA-on-CPU harness")
+    return host.build(tmp_path_factory.mktemp("stand_in"))
+
+
+@pytest.fixture
+def stand_in_kernels(request, stand_in_library):
+    """The harness that runs the stand-in's kernels: 3 blocks of 32 threads, or (blocks,
+    threads) as an indirect parameter. Its ``launched`` says which kernels the test ran."""
+    return host.HostKernels(stand_in_library, *getattr(request, "param", (3, 32)))
 
 
 @pytest.fixture
@@ -318,6 +333,99 @@ def test_optimizer_steps_on_the_gpu_path_equal_the_cpu(stand_in_cupy, name):
         np.testing.assert_allclose(got.data, expected.data, rtol=1e-12, atol=1e-14)
 
 
+# ---------------------------------------------------------------------------------------------
+# The device API: Tensor.to, fit(device="cuda") and `cnnlite train --device cuda`, on the
+# stand-in (with cuda_available() saying yes) and, where cheap, on a real GPU.
+
+@pytest.fixture
+def stand_in_gpu(stand_in_cupy, monkeypatch):
+    """The stand-in cupy, and a device "cuda" that check_device accepts."""
+    monkeypatch.setattr(backend, "cuda_available", lambda: True)
+    return stand_in_cupy
+
+
+def check_tensor_goes_to_cuda_and_back(x):
+    t = cl.tensor(x, requires_grad=True)
+    on_device = t.to("cuda")
+    assert on_device.device == "cuda" and backend.is_cupy_array(on_device.data)
+    assert on_device is not t and on_device.creator is None  # a copy, a leaf
+    assert on_device.requires_grad and on_device.shape == t.shape and on_device.dtype == t.dtype
+    assert on_device.to("cuda") is on_device  # already there: no copy
+    back = on_device.to("cpu")
+    assert back.device == "cpu" and type(back.data) is np.ndarray
+    np.testing.assert_array_equal(back.data, x)
+    assert t.to("cpu") is t
+
+
+def test_tensor_to_cuda_and_back_on_the_stand_in(stand_in_gpu):
+    check_tensor_goes_to_cuda_and_back(np.arange(12, dtype=np.float32).reshape(3, 4))
+
+
+@needs_gpu
+def test_tensor_to_cuda_and_back_on_gpu():
+    check_tensor_goes_to_cuda_and_back(np.arange(12, dtype=np.float32).reshape(3, 4))
+
+
+def train_lenet5_on_digits_for_one_epoch(out, monkeypatch, capsys):
+    """`cnnlite train --device cuda` for one epoch of LeNet-5 on the digits; returns the net
+    it built and the devices of the batches it trained and evaluated on."""
+    nets, batch_devices = [], []
+    get_model, prepare_batch = models.get_model, loop._prepare_batch
+
+    def recording_get_model(*args, **kwargs):
+        nets.append(get_model(*args, **kwargs))
+        return nets[-1]
+
+    def recording_prepare_batch(*args):
+        images, labels = prepare_batch(*args)
+        batch_devices.append((images.device, labels.device))
+        return images, labels
+
+    monkeypatch.setattr(models, "get_model", recording_get_model)
+    monkeypatch.setattr(loop, "_prepare_batch", recording_prepare_batch)
+    status = cli.main(["train", "--model", "lenet5", "--dataset", "digits", "--epochs", "1",
+                       "--device", "cuda", "--out", str(out), "--no-progress"])
+    assert status == 0, capsys.readouterr().err
+    (net,) = nets
+    return net, batch_devices
+
+
+def check_the_training_run(out, net, batch_devices):
+    # Trained and evaluated on the device: every parameter, every batch.
+    assert {p.device for p in net.parameters()} == {"cuda"}
+    assert batch_devices and set(batch_devices) == {("cuda", "cuda")}
+    # It learnt: one epoch of LeNet-5 on the digits reaches about 60% (chance: 10%).
+    results = json.loads((out / "results.json").read_text())
+    assert results["history"]["val_loss"][0] < 2.0 < np.log(10)  # ln 10: the untrained loss
+    assert 0.3 < results["test_accuracy"] <= 1
+    # The checkpoint holds NumPy arrays (it loads without a GPU) equal to the trained net's.
+    with np.load(out / "checkpoint.npz", allow_pickle=False) as saved:
+        for name, value in net.state_dict().items():
+            np.testing.assert_array_equal(saved[f"model/{name}"],
+                                          on_cpu(getattr(value, "data", value)))
+
+
+# One block of 8 threads: the harness starts the threads of every launch anew, and starting
+# them, thousands of launches over, would take most of the run's time.
+@pytest.mark.parametrize("stand_in_kernels", [(1, 8)], indirect=True, ids=["1x8 threads"])
+def test_cnnlite_train_on_device_cuda_with_the_stand_in(stand_in_gpu, stand_in_kernels,
+                                                        tmp_path, monkeypatch, capsys):
+    """The whole run (data loader, fit, evaluate, checkpoint, results) on device "cuda": the
+    batches and parameters are (stand-in) cupy arrays, and the CUDA kernels do the work."""
+    net, batch_devices = train_lenet5_on_digits_for_one_epoch(tmp_path, monkeypatch, capsys)
+    check_the_training_run(tmp_path, net, batch_devices)
+    for kernel in ("im2col", "col2im", "max_pool2d_forward", "max_pool2d_backward",
+                   "relu_forward", "relu_backward", "cross_entropy_forward",
+                   "cross_entropy_backward", "sgd_momentum_update"):
+        assert f"{kernel}<float>" in stand_in_kernels.launched, kernel
+
+
+@needs_gpu
+def test_cnnlite_train_on_device_cuda_on_gpu(tmp_path, monkeypatch, capsys):
+    net, batch_devices = train_lenet5_on_digits_for_one_epoch(tmp_path, monkeypatch, capsys)
+    check_the_training_run(tmp_path, net, batch_devices)
+
+
 @needs_gpu
 @both_dtypes
 @pytest.mark.parametrize("index", range(len(NEW_CASE_NAMES)), ids=NEW_CASE_NAMES)
@@ -362,9 +470,11 @@ def test_running_out_of_gpu_memory_says_how_much_was_asked_and_is_free():
 def fake_cupy(free, total, cached):
     """Just the parts of cupy that the out-of-memory report reads."""
     class OutOfMemoryError(MemoryError):
-        def __init__(self, size):
-            super().__init__(f"Out of memory allocating {size:,} bytes")
-            self._size = size
+        def __init__(self, size, keep_size=True):
+            super().__init__(f"Out of memory allocating {size:,} bytes (allocated so far: "
+                             f"{total - free:,} bytes).")
+            if keep_size:  # cupy's private attribute, which a later cupy may not have
+                self._size = size
 
     return types.SimpleNamespace(
         cuda=types.SimpleNamespace(
@@ -398,6 +508,89 @@ def test_a_launcher_that_runs_out_of_memory_names_itself(monkeypatch):
                                                          r"for 1\.50 KiB \(1,536 bytes\), 0 "
                                                          r"bytes free"):
         im2col(None)
+
+
+@pytest.mark.parametrize("message, asked", [
+    ("Out of memory allocating 1,536 bytes (allocated so far: 0 bytes).", 1536),
+    ("Out of memory allocating 1536 bytes", 1536),
+    ("out of memory", None)], ids=["cupy's message", "no thousands separators", "no size"])
+def test_the_size_asked_for_comes_from_the_message_without_cupys_private_size(message, asked):
+    error = MemoryError(message)  # no _size attribute
+    assert memory.requested_bytes(error) == asked
+
+
+def test_the_report_reads_the_size_from_the_message_when_size_is_missing(monkeypatch):
+    cupy = fake_cupy(free=0, total=2**30, cached=0)
+    monkeypatch.setattr(backend, "cupy_module", lambda: cupy)
+    with pytest.raises(memory.GpuOutOfMemoryError, match=r"^x: out of GPU memory: asked for "
+                                                         r"3\.00 MiB \(3,145,728 bytes\), 0 "):
+        with memory.reporting_out_of_memory("x"):
+            raise cupy.cuda.memory.OutOfMemoryError(3 * 2**20, keep_size=False)
+
+
+class RunsOutOfGpuMemory(cl.autograd.Function):
+    """y = 2x; runs out of (fake) GPU memory in forward or in backward, as a cuBLAS product or
+    a cupy element-wise op in an op would: outside our kernels' launchers."""
+
+    def __init__(self, cupy, where):
+        self.cupy, self.where = cupy, where
+
+    def forward(self, x):
+        if self.where == "forward":
+            raise self.cupy.cuda.memory.OutOfMemoryError(2**30)
+        return 2 * x
+
+    def backward(self, gy):
+        raise self.cupy.cuda.memory.OutOfMemoryError(2**31)
+
+
+@pytest.fixture
+def imported_fake_cupy(monkeypatch):
+    """A fake cupy that cnnlite sees as imported (it is in sys.modules)."""
+    cupy = fake_cupy(free=5 * 2**20, total=16 * 2**30, cached=0)
+    monkeypatch.setattr(backend, "cupy_module", lambda: cupy)
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    return cupy
+
+
+def test_an_op_out_of_gpu_memory_in_forward_names_the_op_and_its_shapes(imported_fake_cupy):
+    x = cl.tensor(np.ones((4, 3)), requires_grad=True)
+    with pytest.raises(memory.GpuOutOfMemoryError,
+                       match=r"^RunsOutOfGpuMemory \(forward, input shapes \(4, 3\)\): out of "
+                             r"GPU memory: asked for 1\.00 GiB \(1,073,741,824 bytes\), 5\.00 "
+                             r"MiB \(5,242,880 bytes\) free") as caught:
+        RunsOutOfGpuMemory(imported_fake_cupy, "forward")(x)
+    assert isinstance(caught.value.__cause__, imported_fake_cupy.cuda.memory.OutOfMemoryError)
+
+
+def test_an_op_out_of_gpu_memory_in_backward_names_the_op_and_its_shapes(imported_fake_cupy):
+    x = cl.tensor(np.ones((4, 3)), requires_grad=True)
+    y = RunsOutOfGpuMemory(imported_fake_cupy, "backward")(x)
+    with pytest.raises(memory.GpuOutOfMemoryError,
+                       match=r"^RunsOutOfGpuMemory \(backward, gradient shapes \(4, 3\)\): "
+                             r"out of GPU memory: asked for 2\.00 GiB"):
+        y.sum().backward()
+
+
+def test_before_cupy_is_imported_an_op_reports_no_gpu_memory(monkeypatch):
+    """Without cupy in sys.modules nothing is on the GPU: no cupy import, no report; the
+    error (here a fake's) passes through as it was."""
+    cupy = fake_cupy(free=0, total=1, cached=0)
+    monkeypatch.setattr(backend, "cupy_module", lambda: pytest.fail("cupy was asked for"))
+    monkeypatch.delitem(sys.modules, "cupy", raising=False)
+    with pytest.raises(cupy.cuda.memory.OutOfMemoryError):
+        RunsOutOfGpuMemory(cupy, "forward")(cl.tensor(np.ones(3)))
+
+
+@needs_gpu
+def test_an_element_wise_op_out_of_gpu_memory_names_the_op():
+    """cupy's own element-wise multiply, inside Mul, allocating its 4 TiB result."""
+    cupy = backend.cupy_module()
+    huge = cl.Tensor(cupy.broadcast_to(cupy.zeros(1, dtype=cupy.float32), (2**40,)))
+    with pytest.raises(memory.GpuOutOfMemoryError,
+                       match=r"^\w+ \(forward, input shapes \(1099511627776,\), .*\): out of "
+                             r"GPU memory: asked for 4\.00 TiB"):
+        huge * 2.0
 
 
 def test_other_errors_pass_through_the_report(monkeypatch):

@@ -1,10 +1,11 @@
 """The CUDA kernels of kernels/*.cu, run on the CPU through the harness in kernels/host, equal
 the reference ops.
 
-The harness (kernels/host/cuda_on_cpu.h) compiles the kernels' own source with g++; inside
-``host.run_on_cpu`` the launchers of ``cnnlite.cuda`` run on NumPy arrays through it, so these
-tests cover the kernels, their launchers (grid sizes, argument order, output allocation) and the
-registry's signatures, without a GPU. The library is built once per test session.
+The harness (kernels/host/cuda_on_cpu.h) compiles the kernels' own source with g++ (or $CXX);
+inside ``host.run_on_cpu`` the launchers of ``cnnlite.cuda`` run on NumPy arrays through it, so
+these tests cover the kernels, their launchers (grid sizes, argument order and types, output
+allocation) and the registry's signatures, without a GPU. The library is built once per test
+session, and the last test checks that between them the tests launched every kernel.
 
 References: the loops of ``cnnlite.reference`` for the registry kernels; NumPy formulas and
 PyTorch for softmax, cross-entropy and the optimiser updates; the NumPy twin of the counter
@@ -27,8 +28,10 @@ from cnnlite.errors import OpError
 from cnnlite.functional.pool import pool_window
 from cnnlite.reference import conv as reference_conv
 
-pytestmark = pytest.mark.skipif(shutil.which("g++") is None,
-                                reason="no g++ on the PATH to build the CUDA-on-CPU harness")
+COMPILER = host.compile_command()[0]
+pytestmark = pytest.mark.skipif(shutil.which(COMPILER) is None,
+                                reason=f"no {COMPILER} on the PATH to build the CUDA-on-CPU "
+                                       f"harness (set $CXX to another C++20 compiler)")
 
 DTYPES = [np.float32, np.float64]
 both_dtypes = pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
@@ -41,12 +44,19 @@ def harness_library(tmp_path_factory):
     return host.build(tmp_path_factory.mktemp("cuda_on_cpu"))
 
 
+@pytest.fixture(scope="module")
+def launched_here():
+    """Every kernel (``name<type>``) that a test of this module launched, for the last test."""
+    return set()
+
+
 @pytest.fixture(autouse=True)
-def on_cpu(harness_library):
+def on_cpu(harness_library, launched_here):
     """Every test here runs the launchers through the harness: 3 blocks of 32 threads, so that
     the grid-stride loops go round several times on any input."""
     with host.run_on_cpu(host.HostKernels(harness_library)) as kernels:
         yield kernels
+    launched_here.update(kernels.launched)
 
 
 def tolerance(dtype):
@@ -248,6 +258,63 @@ def test_average_pooling_equals_the_loops(case, count_include_pad, seed):
     args = (gy, shape[2:], *window, count_include_pad)
     assert_same(KERNELS["avg_pool2d_backward"](*args),
                 reference.pool.avg_pool2d_backward(*args), dtype)
+
+
+@both_dtypes
+@pytest.mark.parametrize("count_include_pad", [True, False], ids=["include_pad", "exclude_pad"])
+@pytest.mark.parametrize("size, kernel, stride, padding", [
+    ((4, 5), (3, 3), (2, 2), (0, 0)),   # last window: rows 2..4 of 0..3, no padding to count
+    ((6, 4), (3, 3), (2, 2), (1, 1)),   # last window: rows 5..7 of the padded -1..6
+], ids=["no_padding", "padding"])
+def test_average_pooling_of_a_ceil_mode_window_past_the_padded_input(size, kernel, stride,
+                                                                   padding, count_include_pad,
+                                                                   dtype):
+    """Ceil mode adds a last window that runs past the padded input; even count_include_pad
+    counts only the part on the padded input (PyTorch's divisor). Random geometries reach this
+    rarely, so these two always run, against the loops and against PyTorch."""
+    shape = (2, 3, *size)
+    g = pool_window("pool", shape, kernel, stride, padding, ceil_mode=True)
+    assert any((n - 1) * s - p + k > h + p for n, s, p, k, h in
+               zip(g.output_size, stride, padding, kernel, size))  # the case is what it says
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(shape).astype(dtype)
+    window = (g.kernel_size, g.stride, g.padding)
+    y = KERNELS["avg_pool2d_forward"](x, *window, g.output_size, count_include_pad)
+    assert_same(y, reference.pool.avg_pool2d_forward(x, *window, g.output_size,
+                                                     count_include_pad), dtype)
+    t_x = torch.tensor(x, requires_grad=True)
+    t_y = torch.nn.functional.avg_pool2d(t_x, kernel, stride, padding, ceil_mode=True,
+                                         count_include_pad=count_include_pad)
+    np.testing.assert_allclose(y, t_y.detach().numpy(), **tolerance(dtype))
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    gx = KERNELS["avg_pool2d_backward"](gy, size, *window, count_include_pad)
+    assert_same(gx, reference.pool.avg_pool2d_backward(gy, size, *window, count_include_pad),
+                dtype)
+    t_y.backward(torch.tensor(gy))
+    np.testing.assert_allclose(gx, t_x.grad.numpy(), **tolerance(dtype))
+
+
+@both_dtypes
+def test_max_pooling_picks_the_first_nan_of_a_window(dtype):
+    """A NaN wins over every number (it propagates, as in PyTorch), the first NaN of a window
+    over later ones; its gradient goes to the NaN. The NaNs sit after a larger number in their
+    windows, where a plain ``value > best`` would skip them."""
+    x = distinct_values((1, 2, 4, 5), np.random.default_rng(2), dtype)
+    x[0, 0, 1, 2] = x[0, 0, 2, 1] = np.nan  # two NaNs in the windows of rows 0..2
+    x[0, 1, 3, 4] = np.nan                  # the last element of a plane
+    g = pool_window("pool", x.shape, 3, 1, 1, ceil_mode=False)
+    args = (x, g.kernel_size, g.stride, g.padding, g.output_size)
+    y, argmax = KERNELS["max_pool2d_forward"](*args)
+    expected_y, expected_argmax = reference.pool.max_pool2d_forward(*args)
+    np.testing.assert_array_equal(y, expected_y)  # NaN == NaN for assert_array_equal
+    np.testing.assert_array_equal(argmax, expected_argmax)
+    # Every window holding a NaN: 9 + 9 - 4 (the windows of both) in plane 0, 4 in plane 1.
+    assert np.isnan(y).sum() == 14 + 4
+    t_y = torch.nn.functional.max_pool2d(torch.tensor(x), 3, 1, 1)
+    np.testing.assert_array_equal(y, t_y.numpy())
+    gy = np.random.default_rng(3).standard_normal(y.shape).astype(dtype)
+    assert_same(KERNELS["max_pool2d_backward"](gy, argmax, x.shape[2:]),
+                reference.pool.max_pool2d_backward(gy, argmax, x.shape[2:]), dtype)
 
 
 @given(case=pool_geometries(padding=False), seed=st.integers(0, 99))
@@ -498,8 +565,45 @@ def test_an_argument_of_the_wrong_width_is_refused(on_cpu):
     kernel = on_cpu.function("leaky_relu_forward", "float")
     x = np.ones(3, dtype=np.float32)
     with pytest.raises(TypeError, match=r"leaky_relu_forward<float>: arguments of \[8, 8, 8, "
-                                        r"8\] bytes for parameters of \[8, 8, 8, 4\] bytes"):
+                                        r"8\] bytes, kinds 'ppif', for parameters of "
+                                        r"\[8, 8, 8, 4\] bytes, kinds 'ppif'"):
         kernel((1,), (1,), (x, np.empty_like(x), np.int64(3), np.float64(0.1)))
+
+
+@pytest.mark.parametrize("size, kinds", [(np.float64(3), "ppf"), (np.uint64(3), "ppu"),
+                                         (np.empty(3), "ppp")], ids=["double", "unsigned",
+                                                                     "array"])
+def test_an_argument_of_the_right_width_but_the_wrong_kind_is_refused(on_cpu, size, kinds):
+    """A double, an unsigned long long or a pointer where the kernel has a long long: the same
+    8 bytes, which the kernel would read as a wrong (for a pointer, a huge) count."""
+    kernel = on_cpu.function("relu_forward", "double")
+    x = np.ones(3)
+    with pytest.raises(TypeError, match=rf"relu_forward<double>: arguments of \[8, 8, 8\] "
+                                        rf"bytes, kinds '{kinds}', for parameters of "
+                                        rf"\[8, 8, 8\] bytes, kinds 'ppi'"):
+        kernel((1,), (1,), (x, np.empty(3), size))
+
+
+def test_the_harness_reports_the_kind_of_each_parameter(on_cpu):
+    """cross_entropy_forward<float>(const float*, const long long*, float*, float*, long long
+    rows, K, inner, double label_smoothing): every kind the kernels use."""
+    kernel = on_cpu.function("cross_entropy_forward", "float")
+    assert kernel.parameter_kinds == "pppp" + "iii" + "f"
+    assert kernel.parameter_sizes == [8] * 4 + [8] * 3 + [8]
+
+
+def test_the_compiler_is_cxx_when_it_is_set(monkeypatch, tmp_path):
+    monkeypatch.setenv("CXX", "ccache g++-13")
+    assert host.compile_command() == ("ccache", "g++-13", *host.COMPILE_OPTIONS)
+    monkeypatch.setenv("CXX", "false")  # a "compiler" that always fails: build must run it
+    with pytest.raises(RuntimeError, match=r"compiling the CUDA-on-CPU harness failed: false "
+                                           r"-std=c\+\+20 "):
+        host.build(tmp_path)
+    monkeypatch.setenv("CXX", "no-such-compiler-here")
+    with pytest.raises(RuntimeError, match=r"no compiler 'no-such-compiler-here' on the PATH"):
+        host.build(tmp_path)
+    monkeypatch.delenv("CXX")
+    assert host.compile_command()[0] == "g++"
 
 
 def test_integer_arrays_are_refused_with_the_shapes():
@@ -513,3 +617,18 @@ def test_numpy_arrays_outside_the_harness_are_refused():
         with pytest.raises(backend.DeviceError, match=r"im2col: the CUDA kernels run on cupy "
                                                       r"arrays, got a ndarray"):
             KERNELS["im2col"](np.ones((1, 1, 3, 3)), 2, 2, (1, 1), (0, 0), (1, 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Last: between them, the tests above launched every kernel of every kernels/*.cu file.
+
+def test_every_kernel_was_launched_by_the_tests_of_this_module(request, launched_here):
+    """A kernel that no test launches is a kernel that no test checks. Runs only when the whole
+    module ran (not for a -k selection or a single test), and last, after the others."""
+    module_file = request.node.path
+    selected = [item for item in request.session.items if item.path == module_file]
+    defined = request.node.parent.collect()  # this module's tests, parametrised, unfiltered
+    if len(selected) < len(defined) or selected[-1] is not request.node:
+        pytest.skip("only a part of this module ran")
+    expected = {e for topic in module.KERNEL_SOURCES for e in module.name_expressions(topic)}
+    assert not expected - launched_here, f"never launched: {sorted(expected - launched_here)}"

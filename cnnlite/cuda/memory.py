@@ -4,13 +4,23 @@ cupy's own message gives the size of the failed allocation only. Whether the fix
 batch, freeing arrays that are still referenced, or another process that holds the GPU, shows
 only next to what the device has free (``cudaMemGetInfo``) and what cupy's memory pool keeps
 cached for reuse.
+
+Reported here: the launchers of cnnlite.cuda (``reports_out_of_memory``), ``to_device``, and
+the forward and backward of every autograd Function (cnnlite/autograd.py), which covers the
+cuBLAS matrix products and cupy's element-wise ops, named by the op that ran them.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
+import re
+import sys
 
 from cnnlite import backend
+
+#: cupy's message for a failed allocation: "Out of memory allocating 1,536 bytes (allocated so
+#: far: ...)".
+_ALLOCATING = re.compile(r"Out of memory allocating ([\d,]+) bytes")
 
 
 class GpuOutOfMemoryError(MemoryError):
@@ -39,6 +49,37 @@ def out_of_memory_message(what: str, requested: int | None, free: int, total: in
             f"to the device); a smaller batch or fewer live arrays would fit")
 
 
+def requested_bytes(error) -> int | None:
+    """The size of the allocation that raised cupy's OutOfMemoryError ``error``: cupy keeps it
+    in the private attribute ``_size``; should that go, the number in its message; else None."""
+    size = getattr(error, "_size", None)
+    if isinstance(size, int):
+        return size
+    found = _ALLOCATING.search(str(error))
+    return int(found.group(1).replace(",", "")) if found else None
+
+
+def cupy_out_of_memory_type():
+    """cupy's OutOfMemoryError class, for an ``except`` clause; ``()``, which matches nothing,
+    while cupy has not been imported: then no array lives on the GPU to run out of its memory.
+    Python evaluates an except clause's class only when an exception reaches it, so a clause
+    ``except cupy_out_of_memory_type()`` costs nothing while nothing fails."""
+    if "cupy" not in sys.modules:
+        return ()
+    cupy = backend.cupy_module()
+    return () if cupy is None else cupy.cuda.memory.OutOfMemoryError
+
+
+def gpu_out_of_memory_error(what: str, error, requested: int | None = None):
+    """The GpuOutOfMemoryError for cupy's OutOfMemoryError ``error``, naming ``what`` and the
+    bytes asked for (``requested``, or what cupy reports) and free. Raise it ``from error``."""
+    cupy = backend.cupy_module()
+    asked = requested if requested is not None else requested_bytes(error)
+    free, total = cupy.cuda.runtime.memGetInfo()
+    cached = cupy.get_default_memory_pool().free_bytes()
+    return GpuOutOfMemoryError(out_of_memory_message(what, asked, free, total, cached))
+
+
 @contextlib.contextmanager
 def reporting_out_of_memory(what: str, requested: int | None = None):
     """Turn cupy's OutOfMemoryError inside the block into a GpuOutOfMemoryError that names
@@ -50,11 +91,7 @@ def reporting_out_of_memory(what: str, requested: int | None = None):
     try:
         yield
     except cupy.cuda.memory.OutOfMemoryError as error:
-        asked = requested if requested is not None else getattr(error, "_size", None)
-        free, total = cupy.cuda.runtime.memGetInfo()
-        cached = cupy.get_default_memory_pool().free_bytes()
-        raise GpuOutOfMemoryError(out_of_memory_message(what, asked, free, total, cached)) \
-            from error
+        raise gpu_out_of_memory_error(what, error, requested) from error
 
 
 def reports_out_of_memory(launcher):

@@ -18,7 +18,11 @@
 //   * atomicAdd is an atomic read-modify-write (std::atomic_ref): the threads of a block do run
 //     at the same time, so a plain += could lose an addition, as it would on the GPU.
 // Not emulated: warps (no __shfl_*, no warp-synchronous code), streams, dynamic shared memory,
-// texture memory, and speed.
+// texture memory, and speed. Nor blocks running at the same time: two blocks never race here,
+// so a kernel whose blocks add into the same element gives the right sum with a plain += as
+// well as with atomicAdd. These tests cannot show that an atomicAdd between blocks is needed
+// (nor a missing __syncthreads(), whose race among one block's threads shows only by chance
+// of scheduling); that takes reading the kernel, or a run on the GPU.
 #pragma once
 
 #include <math.h>  // expf, powf, ... and the float overloads of exp, pow, ... as on the GPU
@@ -27,6 +31,7 @@
 #include <barrier>
 #include <cstddef>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -103,13 +108,29 @@ void launch_with_argument_pointers(void (*kernel)(Params...), dim3 grid, dim3 bl
     launch_unpacking(kernel, grid, block, args, std::index_sequence_for<Params...>{});
 }
 
-// The byte size of each of the kernel's parameters, written to `sizes`; returns how many
-// parameters it has. A GPU reads each argument as the bytes of its parameter's type whatever
-// was passed, so a float given for a double, or one argument too few, goes unnoticed there;
-// the harness compares these sizes with the caller's before launching.
+// What kind of value a parameter of type P holds: 'p' a pointer, 'f' a floating-point number,
+// 'i' a signed and 'u' an unsigned integer. A size alone would let a double through for a
+// long long (8 bytes each), whose bits the kernel would then read as a huge integer.
+template <typename P>
+constexpr unsigned parameter_kind() {
+    if constexpr (std::is_pointer_v<P>) return 'p';
+    else if constexpr (std::is_floating_point_v<P>) return 'f';
+    else if constexpr (std::is_signed_v<P>) return 'i';
+    else return 'u';
+}
+
+// The byte size and the kind (parameter_kind) of each of the kernel's parameters, written to
+// `sizes` and `kinds`; returns how many parameters it has. A GPU reads each argument as the
+// bytes of its parameter's type whatever was passed, so a float given for a double, a double
+// for a long long, or one argument too few, goes unnoticed there; the harness compares these
+// with the caller's arguments before launching.
 template <typename... Params>
-unsigned parameter_sizes(void (*)(Params...), unsigned* sizes) {
-    const unsigned each[] = {unsigned(sizeof(Params))...};
-    for (unsigned i = 0; i < sizeof...(Params); ++i) sizes[i] = each[i];
+unsigned parameter_types(void (*)(Params...), unsigned* sizes, unsigned* kinds) {
+    const unsigned each_size[] = {unsigned(sizeof(Params))...};
+    const unsigned each_kind[] = {parameter_kind<Params>()...};
+    for (unsigned i = 0; i < sizeof...(Params); ++i) {
+        sizes[i] = each_size[i];
+        kinds[i] = each_kind[i];
+    }
     return sizeof...(Params);
 }

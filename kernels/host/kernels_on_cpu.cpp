@@ -6,12 +6,14 @@
 //     void <kernel>_<type>(unsigned blocks, unsigned threads_per_block, void** args)
 //
 // with args[i] pointing at the value of the kernel's i-th argument, as cudaLaunchKernel takes
-// them; <kernel>_<type>_parameters(unsigned* sizes) writes the byte size of each parameter and
-// returns their number, so that the caller can check its arguments first. cnnlite/cuda/host.py
-// builds this file and calls the entry points; the launchers in cnnlite/cuda then run
-// unchanged on NumPy arrays.
+// them; <kernel>_<type>_parameters(unsigned* sizes, unsigned* kinds) writes the byte size and
+// the kind ('p' pointer, 'f' float, 'i' signed, 'u' unsigned) of each parameter and returns
+// their number, so that the caller can check its arguments first. cnnlite/cuda/host.py builds
+// this file and calls the entry points; the launchers in cnnlite/cuda then run unchanged on
+// NumPy arrays.
 //
 // Build:  g++ -std=c++20 -O1 -shared -fPIC -pthread kernels_on_cpu.cpp -o kernels_on_cpu.so
+// (cnnlite.cuda.host.build runs $CXX instead of g++ when it is set, e.g. CXX=clang++).
 // To step through a kernel, build with -g -O0 instead, run Python under gdb and set a
 // breakpoint on the kernel (e.g. `break col2im<float>`); `thread N` moves between the threads
 // of the block.
@@ -30,8 +32,8 @@
     extern "C" void kernel##_##T(unsigned blocks, unsigned threads, void** args) {         \
         launch_with_argument_pointers(kernel<T>, dim3(blocks), dim3(threads), args);       \
     }                                                                                      \
-    extern "C" unsigned kernel##_##T##_parameters(unsigned* sizes) {                       \
-        return parameter_sizes(kernel<T>, sizes);                                          \
+    extern "C" unsigned kernel##_##T##_parameters(unsigned* sizes, unsigned* kinds) {      \
+        return parameter_types(kernel<T>, sizes, kinds);                                   \
     }
 
 #define ENTRY_POINTS(kernel)               \
