@@ -30,6 +30,11 @@ setup(
         "pillow>=10",
         # Limits BLAS threads alongside numba's (cnnlite.backend.cpu_threads).
         "threadpoolctl>=3",
+        # numba runs its parallel loops on TBB's workers when TBB is installed. Its default
+        # without TBB, OpenMP, keeps idle workers spinning after each loop, and on 2 cores they
+        # take a core from the BLAS product that follows: conv2d forward + backward ran 1.4x
+        # slower (benchmarks/results_conv.md). TBB is also safe with threads and fork.
+        "tbb>=2021.6; platform_machine == 'x86_64' or platform_machine == 'AMD64'",
     ],
     extras_require={
         # torch is the reference the tests compare against; 2.13.0 is the CPU build these

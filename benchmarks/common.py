@@ -28,8 +28,12 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{model}, {os.cpu_count()} cores; numpy {np.__version__}, numba {numba.__version__}, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    try:
+        layer = f"numba threading layer {numba.threading_layer()}"
+    except ValueError:  # no parallel numba loop has run yet
+        layer = "numba threading layer not chosen yet"
+    return (f"{model}, {os.cpu_count()} cores; numpy {np.__version__}, numba {numba.__version__} "
+            f"({layer}), torch {torch.__version__} ({torch.get_num_threads()} threads)")
 
 
 def time_side_by_side(ours, theirs, repeats: int = 7, warmup: int = 2, pause: float = 0.0):

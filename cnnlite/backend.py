@@ -151,6 +151,42 @@ def kernel(name: str, array):
         raise NotImplementedError(f"no {family} implementation of kernel {name!r}") from None
 
 
+def has_kernel(name: str, array) -> bool:
+    """True when the family that ``kernel(name, array)`` would use implements ``name``.
+
+    Optional fast paths ask this: the Winograd convolution exists on the numba CPU backend
+    only, so elsewhere conv2d takes im2col.
+    """
+    family = _implementation() or device_of(array)
+    return name in importlib.import_module(_FAMILY_MODULES[family]).KERNELS
+
+
+CONV_ALGORITHMS = ("auto", "im2col", "winograd")
+
+
+@contextlib.contextmanager
+def conv_algorithm(name: str):
+    """Choose how conv2d computes inside this block: ``"auto"`` (the default), ``"im2col"``
+    or ``"winograd"`` (F(2x2, 3x3), wherever the layer allows it, on the CPU backend).
+
+    >>> with cl.backend.conv_algorithm("im2col"):
+    ...     y = F.conv2d(x, w, padding=1)    # im2col + GEMM even for a 3x3 layer
+    """
+    if name not in CONV_ALGORITHMS:
+        raise ValueError(f"conv_algorithm: expected one of {CONV_ALGORITHMS}, got {name!r}")
+    previous = preferred_conv_algorithm()
+    _state.conv_algorithm = name
+    try:
+        yield
+    finally:
+        _state.conv_algorithm = previous
+
+
+def preferred_conv_algorithm() -> str:
+    """The algorithm ``conv_algorithm`` chose for this thread (``"auto"`` outside it)."""
+    return getattr(_state, "conv_algorithm", "auto")
+
+
 def add_at(target, index, values):
     """``target[index] += values`` where repeated indices add up (``numpy.add.at``)."""
     if is_cupy_array(target):

@@ -14,15 +14,18 @@ import numpy as np
 SERIAL_BELOW = 1 << 15
 
 
-def serial_when_small(kernel):
+def serial_when_small(kernel, c_order=True):
     """Wrap a compiled kernel: C-contiguous arrays in, one thread for small work.
 
     Strided arrays (a transposed input, the broadcast gradient of ``.sum()``) are copied to C
     order first, so numba compiles each kernel once per dtype rather than once per layout.
+    ``c_order=False`` passes the arrays as they are, for kernels whose callers lay out the
+    arrays on purpose (``cnnlite.cpu.winograd``).
     """
     @functools.wraps(kernel)
     def run(*args):
-        args = [np.ascontiguousarray(a) if isinstance(a, np.ndarray) else a for a in args]
+        if c_order:
+            args = [np.ascontiguousarray(a) if isinstance(a, np.ndarray) else a for a in args]
         work = sum(a.size for a in args if isinstance(a, np.ndarray))
         if work >= SERIAL_BELOW:
             return kernel(*args)

@@ -7,6 +7,7 @@ math        element-wise arithmetic, exp/log/sqrt/abs/clip/maximum/where, matmul
 reduction   sum, mean, max, min, var
 shape       reshape, transpose, broadcast, indexing, concat/stack/split, pad
 conv        conv2d (im2col + GEMM), linear
+winograd    conv2d's fast CPU path for 3x3 stride-1 layers (Winograd's F(2x2, 3x3))
 pool        max/avg/adaptive/global/stochastic/max+avg/spatial-pyramid pooling
 norm        batch_norm, local_response_norm
 activation  relu and its family, sigmoid, tanh, softplus, maxout, APL

@@ -42,6 +42,13 @@ def _shape(a):
     return tuple(a.shape)
 
 
+def batch_chunks(samples, bytes_per_sample, budget):
+    """Slices of a batch of ``samples`` whose work arrays fit in ``budget`` bytes (at least one
+    sample per slice, however large)."""
+    size = max(1, budget // max(1, bytes_per_sample))
+    return [slice(start, min(start + size, samples)) for start in range(0, samples, size)]
+
+
 def _pair(value, name, shapes):
     """An int or a pair of ints as a pair of Python ints (vertical, horizontal)."""
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
@@ -106,8 +113,7 @@ class Conv2d(Function):
         """Slices of the batch axis whose column matrix fits in IM2COL_BUDGET_BYTES."""
         N, C, H, W = x_shape
         col_bytes_per_sample = (C * kh * kw * self.out_h * self.out_w) * itemsize
-        size = max(1, IM2COL_BUDGET_BYTES // max(1, col_bytes_per_sample))
-        return [slice(start, min(start + size, N)) for start in range(0, N, size)]
+        return batch_chunks(N, col_bytes_per_sample, IM2COL_BUDGET_BYTES)
 
     def forward(self, x, w, b=None):
         self.check(x, w, b)
@@ -238,8 +244,21 @@ def conv2d(x: Tensor, w: Tensor, b: Tensor | None = None, stride: int | tuple[in
     Returns
     -------
     Tensor, (N, O, OH, OW) with OH = (H + 2*ph - dh*(kh - 1) - 1) // sh + 1, OW likewise.
+
+    Notes
+    -----
+    On the CPU, 3x3 layers with stride 1, at least 32 channels in and out and outputs of at
+    least 12x12 run Winograd's F(2x2, 3x3) (``cnnlite.functional.winograd``), all others
+    im2col + GEMM;
+    ``cl.backend.conv_algorithm("im2col")`` chooses im2col for every layer.
     """
-    op = Conv2d(stride, padding, dilation, groups)
+    # Imported here: the Winograd Function builds on Conv2d of this module.
+    from cnnlite.functional.winograd import Conv2dWinograd, winograd_applies
+
+    hyper_parameters = (stride, padding, dilation, groups)
+    winograd = isinstance(x, Tensor) and isinstance(w, Tensor) and winograd_applies(
+        x.data, w.data, *hyper_parameters)
+    op = (Conv2dWinograd if winograd else Conv2d)(*hyper_parameters)
     return op(x, w) if b is None else op(x, w, b)
 
 

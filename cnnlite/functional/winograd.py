@@ -1,0 +1,132 @@
+"""conv2d by Winograd's F(2x2, 3x3): the CPU fast path of 3x3, stride-1 convolutions.
+
+The algorithm and the layouts are explained in ``cnnlite.cpu.winograd``, which holds the
+kernels. ``cnnlite.functional.conv.conv2d`` chooses this Function where it applies (see
+``winograd_applies``) and the im2col Function everywhere else; both give the same numbers up
+to rounding, and both are gradient-checked against the direct convolution.
+"""
+from __future__ import annotations
+
+from cnnlite import backend
+from cnnlite.functional.conv import Conv2d, batch_chunks
+from cnnlite.errors import OpError
+
+__all__ = ["Conv2dWinograd", "winograd_applies"]
+
+#: The transformed input V of one chunk of samples, in bytes. V is 4x the input, and it and the
+#: products M = U @ V are read and written several times per pass: on a machine whose memory
+#: bandwidth is short of its arithmetic, keeping them in the processor's cache matters more
+#: than the length of the products (``benchmarks/results_conv.md``: 4 MiB chunks run the first
+#: layer there 1.4x faster than the whole batch at once).
+WINOGRAD_CHUNK_BYTES = 4 * 2**20
+
+#: ``"auto"`` takes Winograd for layers with at least this many input and output channels and
+#: outputs at least this many pixels high and wide. Below, the 16 products are too small for
+#: BLAS to pay for the transforms, or the partial tiles of a small feature map (7x7 outputs in
+#: 4x4 tiles of 2x2) waste too much, and im2col is as fast or faster
+#: (``benchmarks/results_conv.md``).
+WINOGRAD_MIN_CHANNELS = 32
+WINOGRAD_MIN_SIDE = 12
+
+
+def winograd_applies(x, w, stride, padding, dilation, groups) -> bool:
+    """True when conv2d(x, w, ...) should run as ``Conv2dWinograd``.
+
+    It must be a 3x3 kernel with stride 1, dilation 1 and one group on a backend that has the
+    Winograd kernels (the numba CPU backend, outside ``backend.use_reference()``), and either
+    ``backend.conv_algorithm("winograd")`` asks for it or the layer is large enough to gain
+    (``WINOGRAD_MIN_CHANNELS``, ``WINOGRAD_MIN_SIDE``). Anything malformed returns False: the
+    im2col Function then reports the error.
+    """
+    choice = backend.preferred_conv_algorithm()
+    if choice == "im2col" or not backend.has_kernel("winograd_input", x):
+        return False
+    if x.ndim != 4 or w.ndim != 4 or tuple(w.shape[2:]) != (3, 3) or x.shape[1] != w.shape[1]:
+        return False
+    op = Conv2d(stride, padding, dilation, groups)
+    try:
+        op.check(x, w, None)
+    except OpError:
+        return False
+    if op.stride != (1, 1) or op.dilation != (1, 1) or op.groups != 1:
+        return False
+    out_sides = (x.shape[2] + 2 * op.padding[0] - 2, x.shape[3] + 2 * op.padding[1] - 2)
+    return choice == "winograd" or (min(w.shape[:2]) >= WINOGRAD_MIN_CHANNELS
+                                    and min(out_sides) >= WINOGRAD_MIN_SIDE)
+
+
+class Conv2dWinograd(Conv2d):
+    """y = conv2d(x, w) + b for 3x3 kernels, stride 1: Winograd F(2x2, 3x3) and 16 GEMMs.
+
+    x: (N, C, H, W), w: (O, C, 3, 3), b: (O,) or none -> y: (N, O, H + 2*ph - 2, W + 2*pw - 2)
+
+    forward:   U = G w G^T (16, O, C);  V = B^T x B (16, C, P);  M = U @ V;  y = A^T M A + b
+    backward:  dM = A dy A^T;  dU = dM @ V^T, dL/dw = G^T dU G;  dV = U^T @ dM, dL/dx = B dV B^T
+
+    The batch runs in chunks of samples whose V fits in ``WINOGRAD_CHUNK_BYTES``, small enough
+    to stay in the cache from one step to the next; with a single chunk the forward pass keeps V
+    for dL/dw, otherwise the backward pass transforms each chunk of x again.
+    """
+
+    def chunks(self, x_shape, itemsize):
+        """Slices of the batch axis whose transformed input V fits in WINOGRAD_CHUNK_BYTES."""
+        tiles_per_sample = ((self.out_h + 1) // 2) * ((self.out_w + 1) // 2)
+        v_bytes_per_sample = 16 * x_shape[1] * tiles_per_sample * itemsize
+        return batch_chunks(x_shape[0], v_bytes_per_sample, WINOGRAD_CHUNK_BYTES)
+
+    def forward(self, x, w, b=None):
+        self.check(x, w, b)
+        xp = backend.array_module(x)
+        N, C, H, W = x.shape
+        O = w.shape[0]
+        self.out_h, self.out_w = H + 2 * self.padding[0] - 2, W + 2 * self.padding[1] - 2
+        dtype = xp.result_type(*(a for a in (x, w, b) if a is not None))
+        x, w = x.astype(dtype, copy=False), w.astype(dtype, copy=False)
+        bias = xp.zeros(O, dtype=dtype) if b is None else b.astype(dtype, copy=False)
+        U = backend.kernel("winograd_filter", x)(w)
+        input_transform = backend.kernel("winograd_input", x)
+        output_transform = backend.kernel("winograd_output", x)
+
+        batches = self.chunks(x.shape, x.itemsize)
+        y = xp.empty((N, O, self.out_h, self.out_w), dtype=dtype)
+        for batch in batches:
+            V = input_transform(x[batch], self.padding)
+            M = U @ V  # (16, O, C) @ (16, C, P): one GEMM per tile position
+            output_transform(M, bias, y[batch])  # written straight into the batch's rows of y
+        keep_V = len(batches) == 1 and self.needs_input_grad[1]
+        self.save_for_backward(x, w, U, V if keep_V else None)
+        return y
+
+    def backward(self, gy):
+        x, w, U, kept_V = self.saved
+        if kept_V is not None:
+            # The kept V is used up here (its memory takes dV below); a second backward pass
+            # through this graph (retain_graph=True) recomputes it.
+            self.saved = (x, w, U, None)
+        xp = backend.array_module(gy)
+        need_x, need_w = self.needs_input_grad[:2]
+        need_b = len(self.needs_input_grad) == 3 and self.needs_input_grad[2]
+        gy = gy.astype(x.dtype, copy=False)
+        input_transform = backend.kernel("winograd_input", x)
+        input_transform_grad = backend.kernel("winograd_input_grad", x)
+        output_transform_grad = backend.kernel("winograd_output_grad", x)
+
+        gx = xp.empty(x.shape, dtype=x.dtype) if need_x else None
+        dU = xp.zeros_like(U) if need_w else None
+        for batch in self.chunks(x.shape, x.itemsize):
+            dM = output_transform_grad(gy[batch])  # (16, O, P)
+            V = None
+            if need_w:
+                V = kept_V if kept_V is not None else input_transform(x[batch], self.padding)
+                # dU = dM @ V^T, computed as (V @ dM^T)^T: the same numbers, in the orientation
+                # of the long product (over the P tiles) that BLAS runs faster.
+                dU += (V @ dM.transpose(0, 2, 1)).transpose(0, 2, 1)
+            if need_x:
+                # dV has the shape of V, which is not needed any more: write it there.
+                dV = xp.matmul(U.transpose(0, 2, 1), dM, out=V)
+                input_transform_grad(dV, gx[batch], self.padding)
+        gw = backend.kernel("winograd_filter_grad", x)(dU) if need_w else None
+        if len(self.needs_input_grad) == 2:
+            return gx, gw
+        gb = gy.sum(axis=(0, 2, 3)) if need_b else None
+        return gx, gw, gb
