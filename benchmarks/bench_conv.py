@@ -1,6 +1,6 @@
 """conv2d forward + backward in float32, cnnlite vs PyTorch, on the layers of REFERENCES.md sec. 7.
 
-    cd /work/main && PYTHONPATH=. python3 benchmarks/bench_conv.py [--repeats 7]
+    PYTHONPATH=. python3 benchmarks/bench_conv.py [--repeats 11]
 
 For each layer both frameworks compute y = conv2d(x, w, b) and the gradients of x, w and b for
 the same upstream gradient, alternately (see ``common.time_side_by_side``). The script prints
@@ -64,10 +64,13 @@ the machine, so only effects well above the noise are listed.
 - **Winograd F(2x2, 3x3) for 3x3 stride-1 layers** (``cnnlite.functional.winograd``): 16
   instead of 36 multiply-adds per output and channel pair. The products shrink 2.25x (single
   thread, first layer: 16 + 15 + 16 ms against im2col's 34 + 30 + 34 ms), but they are short
-  (K = C = 64) and V, M and dM are 4x the input, so memory traffic decides; in the end Winograd
-  is 6-20% faster than im2col on 3x3 layers of 32 channels or more with outputs of 12x12 or
-  larger, and slower on small feature maps (8 x 512 x 7x7: 1.17x im2col's time), hence the
-  rule of ``winograd_applies`` (the table above it).
+  (K = C = 64 there: ~100-130 GFLOP/s against ~290 for im2col's long products) and V, M and dM
+  are 4x the input, so the transforms run at the memory bandwidth and take half the step. In
+  the end Winograd is 3-8% faster than im2col (once 20%) on 3x3 layers of 64 channels or more
+  with outputs of 14x14 or more, within a few percent either way at 32-48 channels, and slower
+  on small feature maps (8 x 512 x 7x7: 1.6x im2col's time): the rule of ``winograd_applies``
+  and the table above it. A small gain for this much code, kept because it decides the
+  3x3 layers where the target is tightest, and because the algorithm is worth reading.
 - **Winograd's 4K aliasing.** The transforms write one value into each of 16 planes per tile;
   planes of 2 MiB start at the same offset within a 4 KiB page, and every later load waited
   for the 16 stores (26 ms for the first layer's input transform). A 64-byte gap after each
@@ -97,6 +100,18 @@ the machine, so only effects well above the noise are listed.
   fits in one chunk (saves an im2col, 6 to 16 ms per layer).
 - **Small inputs on the calling thread alone** (``cnnlite.cpu.parallel``): the float64
   gradient checks call the kernels thousands of times on tiny inputs.
+- **Tried and dropped: the chunks of a batch on one thread each** (each core running its own
+  chunks' transforms and single-threaded products, no hand-over between thread pools): the
+  first layer 1.1-1.2x faster, the second 1.1-1.3x slower (OpenBLAS's stacked products did not
+  run concurrently from two threads; as 16 2-d products they did, yet the step was no faster).
+  Also dropped: keeping every chunk's V for the backward pass instead of transforming x again
+  (no difference above the noise), dynamic scheduling of the numba loops
+  (``numba.set_parallel_chunksize`` 8 or 64: within 3%), Winograd F(4x4, 3x3) (products 1.8x
+  smaller still, but its input transform ran 3-4x longer than F(2x2)'s, and its float32
+  rounding error is ten times that of the direct convolution).
+- **Runs of the final code** (2026-12-01, quiet machine): geometric mean 1.50 and 1.56 with 7
+  repeats, 1.34 and 1.40 with 11 (the default since: the medians of 7 moved with PyTorch's
+  times, 27-41 ms on the first layer from run to run). The table above is one more run.
 - **Timing protocol.** Back to back in one process, each framework's still-busy workers slow
   the other down, PyTorch far more. The headline ratios use a 0.3 s pause before every timed
   run; the back-to-back column shows how much the plain protocol flatters cnnlite.
@@ -235,7 +250,7 @@ def choice_table(repeats, rng):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=11)
     args = parser.parse_args(argv)
 
     rng = np.random.default_rng(0)

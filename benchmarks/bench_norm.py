@@ -53,6 +53,10 @@ What was tried (kernel times, min of 3-5 runs on the shared 2-core machine, so a
   instead of 2 s). Parallel loops go over channels (statistics), (sample, channel) planes
   (element-wise) and samples (LRN). With other jobs on the second core, 2 threads gave
   little over 1 in these runs.
+* numba on TBB (2026-12-01; setup.py). The previous round ran numba's OpenMP layer and
+  measured batch norm at (32, 64, 112, 112) at 125 ms, 91 ms of it outside the kernels: the
+  OpenMP workers spinning after each parallel loop and taking a core from the NumPy work in
+  between. On TBB's workers, which sleep, that row is 46 ms with 1.4 ms outside the kernels.
 * PyTorch's LRN is composed of generic ops (square, pad, 3-d average pooling, pow, divide)
   and their backward passes, hence the large gap in that row.
 """

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 import cnnlite as cl
 from cnnlite import backend
 from cnnlite import functional as F
+from cnnlite.cpu import KERNELS as CPU_KERNELS
 from cnnlite.cpu import pool as fast_pool
 from cnnlite.functional.pool import adaptive_bins, pool_output_size, pool_window
 from cnnlite.reference import pool as reference_pool
@@ -410,3 +411,16 @@ BAD_CALLS = [
 def test_bad_input_raises_op_error_naming_op_and_shapes(op, call, shapes):
     with pytest.raises(cl.OpError, match=f"^{op}: .*{shapes}"):
         call()
+
+
+def test_gradcheck_catches_a_max_pooling_backward_with_a_wrong_index(monkeypatch):
+    """Each window's gradient sent to the pixel after its maximum instead of the maximum."""
+    real = backend.kernel("max_pool2d_backward", np.ones(1))
+
+    def one_pixel_off(gy, argmax, input_size):
+        return real(gy, (argmax + 1) % (input_size[0] * input_size[1]), input_size)
+
+    monkeypatch.setitem(CPU_KERNELS, "max_pool2d_backward", one_pixel_off)
+    x = leaf(distinct_values((2, 2, 6, 6), seed=3))
+    with pytest.raises(cl.GradcheckError, match="input 0"):
+        cl.gradcheck(lambda t: F.max_pool2d(t, 3, stride=2), [x])
