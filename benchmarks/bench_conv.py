@@ -306,13 +306,13 @@ def main(argv=None):
              f"(``common.time_side_by_side`` with pause=0): there each framework's still-busy "
              f"worker threads slow the other one down. Load average (1, 5, 15 min) when the "
              f"run ended: {load}.\n\n"
-             f"## Where cnnlite's time goes: im2col (ms per step of the im2col Function, run in "
-             f"its order)\n\n" + "\n".join(profile_table) + "\n\n"
-             f"## Where cnnlite's time goes: Winograd (ms per step in each kernel, all chunks; "
-             f"'products and rest' is the step less the kernels: the 16-GEMM products, "
-             f"allocation and Python)\n\n" + "\n".join(winograd_table) + "\n\n"
-             f"## Winograd or im2col: 3x3, stride 1, padding 1 (median ms of forward + "
-             f"backward)\n\n" + choices + "\n" + NOTES)
+             "## Where cnnlite's time goes: im2col (ms per step of the im2col Function, run in "
+             "its order)\n\n" + "\n".join(profile_table) + "\n\n"
+             "## Where cnnlite's time goes: Winograd (ms per step in each kernel, all chunks; "
+             "'products and rest' is the step less the kernels: the 16-GEMM products, "
+             "allocation and Python)\n\n" + "\n".join(winograd_table) + "\n\n"
+             "## Winograd or im2col: 3x3, stride 1, padding 1 (median ms of forward + "
+             "backward)\n\n" + choices + "\n" + NOTES)
     text = write_results(RESULTS, "conv2d forward + backward: cnnlite vs PyTorch",
                          ["layer", "N, C, H, K, O, stride, pad", "algorithm", "cnnlite ms",
                           "PyTorch ms", "ratio", "im2col only: cnnlite / PyTorch ms = ratio",

@@ -62,3 +62,35 @@ def assert_matches_torch(fn, torch_fn, arrays_in, rtol=1e-6, atol=1e-12):
     for mine, expected_grad in zip(ours, theirs):
         if expected_grad is not None:
             np.testing.assert_allclose(mine, expected_grad, rtol=rtol, atol=atol)
+
+
+# --- ops against their reference loops --------------------------------------------------------
+
+LOOPS_TOLERANCE = {np.dtype(np.float64): dict(rtol=1e-12, atol=1e-12),
+                   np.dtype(np.float32): dict(rtol=1e-6, atol=1e-6)}
+
+
+def assert_equal_to_loops(got, expected):
+    """An op's result equals its reference loops': same dtype and shape, values to rounding."""
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, **LOOPS_TOLERANCE[expected.dtype])
+
+
+def random_upstream(shape, dtype):
+    return np.random.default_rng(7).standard_normal(shape).astype(dtype)
+
+
+class Loops(cl.autograd.Function):
+    """A Function made of reference loops, so that cl.gradcheck checks the loops themselves:
+    ``forward_loops(*inputs, *settings)`` and ``backward_loops(*inputs, gy, *settings)``."""
+
+    def __init__(self, forward_loops, backward_loops, *settings):
+        self.forward_loops, self.backward_loops, self.settings = (forward_loops, backward_loops,
+                                                                  settings)
+
+    def forward(self, *arrays):
+        self.save_for_backward(*arrays)
+        return self.forward_loops(*arrays, *self.settings)
+
+    def backward(self, gy):
+        return self.backward_loops(*self.saved, gy, *self.settings)

@@ -1,6 +1,7 @@
 """Activations: gradients pass the float64 check through the fast kernels and through the
 reference loops, the two kernels agree, values and gradients equal PyTorch's, and bad input is
-reported with the op's name and the shapes.
+reported with the op's name and the shapes. PReLU, RReLU in training, maxout and APL, which have
+no kernel, equal their loops in cnnlite.reference.activation in float64 and float32.
 
 Inputs stay away from kinks (|x| >= 0.1 for the ReLU family, hinges of APL away from every
 input, no ties inside a maxout group), so that a gradient check failure means a bug.
@@ -20,8 +21,10 @@ import cnnlite as cl
 from cnnlite import backend, cpu, reference
 from cnnlite import functional as F
 from cnnlite.functional import activation
+from cnnlite.reference import activation as activation_loops
 from cnnlite.testing import arrays, shapes
-from helpers import assert_matches_torch, tensors_from
+from helpers import (Loops, assert_equal_to_loops, assert_matches_torch, cnnlite_grads,
+                     random_upstream, tensors_from)
 
 IMPLEMENTATIONS = ["fast", "reference"]
 
@@ -301,15 +304,16 @@ def test_maxout_rejects_bad_input(shape, pieces, message):
 # --- APL -----------------------------------------------------------------------------------------
 
 @st.composite
-def apl_inputs(draw, per_channel):
-    """Inputs on odd multiples of 0.1 (+-0.05), hinges on even multiples: no input on a kink."""
+def apl_inputs(draw, per_channel, step=0.2):
+    """Hinges on multiples of ``step`` (0, the kink of max(0, x), among them), inputs on the odd
+    multiples of step / 2 (+- step / 4): every input at least step / 4 away from every kink."""
     shape = draw(shapes(min_dims=2 if per_channel else 0, max_dims=4, max_side=3))
     hinges = draw(st.integers(1, 3))
     param_shape = (hinges, shape[1]) if per_channel else (hinges,)
     steps = draw(hnp.arrays(np.int64, shape, elements=st.integers(-10, 9)))
-    x = np.asarray(0.2 * steps + 0.1 + draw(arrays(shape, low=-0.05, high=0.05)))
+    x = np.asarray(step * steps + step / 2 + draw(arrays(shape, low=-step / 4, high=step / 4)))
     a = draw(arrays(param_shape, low=-1.0, high=1.0))
-    b = 0.2 * draw(hnp.arrays(np.int64, param_shape, elements=st.integers(-10, 10)))
+    b = step * draw(hnp.arrays(np.int64, param_shape, elements=st.integers(-10, 10)))
     return x, a, b
 
 
@@ -350,6 +354,134 @@ def test_apl_rejects_hinges_that_do_not_fit_x(a_shape, b_shape, x_shape):
     with pytest.raises(cl.OpError, match=message):
         F.apl(cl.tensor(np.ones(x_shape)), cl.tensor(np.ones(a_shape)),
               cl.tensor(np.ones(b_shape)))
+
+
+# --- PReLU, RReLU in training, maxout and APL equal their loops ----------------------------------
+#
+# These ops have one vectorised version, not a kernel of the registry; the loops at the end of
+# cnnlite.reference.activation are their ground truth. Each check runs the op in float64 and
+# float32 on drawn inputs (away from kinks and ties) with a random upstream gradient, and
+# compares its value and the gradient of every input with the loops'. The loops themselves pass
+# the float64 central-difference check.
+
+DTYPES = [np.float64, np.float32]
+
+
+@st.composite
+def prelu_loop_inputs(draw, slope):
+    """x (N, C, ...) with one slope per channel, or x of any shape with one shared slope."""
+    shape = draw(shapes(min_dims=0 if slope == "shared" else 2, max_dims=4, max_side=3))
+    x = draw(arrays(shape, min_magnitude=0.1))
+    weight = draw(arrays((1,) if slope == "shared" else (shape[1],), low=-0.5, high=0.5))
+    return x, weight
+
+
+def assert_prelu_equals_loops(x, weight):
+    upstream = random_upstream(x.shape, x.dtype)
+    y, (gx, gweight) = cnnlite_grads(F.prelu, [x, weight], upstream)
+    loops_gx, loops_gweight = activation_loops.prelu_backward(x, weight, upstream)
+    assert_equal_to_loops(y.data, activation_loops.prelu_forward(x, weight))
+    assert_equal_to_loops(gx, loops_gx)
+    assert_equal_to_loops(gweight, loops_gweight)
+
+
+@pytest.mark.parametrize("slope", ["per_channel", "shared"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data())
+def test_prelu_equals_its_loops(slope, dtype, data):
+    x, weight = data.draw(prelu_loop_inputs(slope))
+    assert_prelu_equals_loops(x.astype(dtype), weight.astype(dtype))
+
+
+@pytest.mark.parametrize("slope", ["per_channel", "shared"])
+@given(data=st.data())
+def test_prelu_loops_gradcheck(slope, data):
+    prelu_loops = Loops(activation_loops.prelu_forward, activation_loops.prelu_backward)
+    cl.gradcheck(lambda x, w: prelu_loops(x, w), tensors_from(data.draw(prelu_loop_inputs(slope))))
+
+
+def test_a_wrong_sign_in_the_prelu_weight_gradient_is_caught(monkeypatch, rng):
+    x, weight = rng.uniform(-2, -0.1, size=(2, 3, 2)), np.array([0.1, 0.2, 0.3])
+    assert_prelu_equals_loops(x, weight)
+    correct_backward = activation.PReLU.backward
+
+    def backward_with_the_weight_gradient_negated(self, gy):
+        gx, gweight = correct_backward(self, gy)
+        return gx, -gweight
+
+    monkeypatch.setattr(activation.PReLU, "backward", backward_with_the_weight_gradient_negated)
+    with pytest.raises(AssertionError):
+        assert_prelu_equals_loops(x, weight)
+
+
+def assert_rrelu_training_equals_loops(x):
+    upstream = random_upstream(x.shape, x.dtype)
+    y, (gx,) = cnnlite_grads(lambda t: F.rrelu(t, training=True, rng=np.random.default_rng(5)),
+                             [x], upstream)
+    slopes = y.creator.slopes                   # the slopes this call drew, one per element
+    assert_equal_to_loops(y.data, activation_loops.rrelu_training_forward(x, slopes))
+    assert_equal_to_loops(gx, activation_loops.rrelu_training_backward(x, upstream, slopes))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(x=arrays(shapes(max_dims=4, max_side=3), min_magnitude=0.1))
+def test_rrelu_training_equals_its_loops(dtype, x):
+    assert_rrelu_training_equals_loops(x.astype(dtype))
+
+
+@given(x=arrays(shapes(max_dims=3, max_side=3), min_magnitude=0.1))
+def test_rrelu_training_loops_gradcheck(x):
+    slopes = np.random.default_rng(5).uniform(1 / 8, 1 / 3, size=x.shape)
+    cl.gradcheck(Loops(activation_loops.rrelu_training_forward,
+                       activation_loops.rrelu_training_backward, slopes), tensors_from([x]))
+
+
+def assert_maxout_equals_loops(x, pieces):
+    expected_y = activation_loops.maxout_forward(x, pieces)
+    upstream = random_upstream(expected_y.shape, x.dtype)
+    y, (gx,) = cnnlite_grads(lambda t: F.maxout(t, pieces), [x], upstream)
+    assert_equal_to_loops(y.data, expected_y)
+    assert_equal_to_loops(gx, activation_loops.maxout_backward(x, upstream, pieces))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(inputs=maxout_inputs())
+def test_maxout_equals_its_loops(dtype, inputs):
+    x, pieces = inputs
+    assert_maxout_equals_loops(x.astype(dtype), pieces)
+
+
+@given(inputs=maxout_inputs())
+def test_maxout_loops_gradcheck(inputs):
+    x, pieces = inputs
+    cl.gradcheck(Loops(activation_loops.maxout_forward, activation_loops.maxout_backward, pieces),
+                 tensors_from([x]))
+
+
+def assert_apl_equals_loops(x, a, b):
+    upstream = random_upstream(x.shape, x.dtype)
+    y, (gx, ga, gb) = cnnlite_grads(F.apl, [x, a, b], upstream)
+    loops_gx, loops_ga, loops_gb = activation_loops.apl_backward(x, a, b, upstream)
+    assert_equal_to_loops(y.data, activation_loops.apl_forward(x, a, b))
+    assert_equal_to_loops(gx, loops_gx)
+    assert_equal_to_loops(ga, loops_ga)
+    assert_equal_to_loops(gb, loops_gb)
+
+
+@pytest.mark.parametrize("per_channel", [True, False], ids=["per_channel", "shared"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data())
+def test_apl_equals_its_loops(per_channel, dtype, data):
+    inputs = data.draw(apl_inputs(per_channel, step=0.4))
+    assert_apl_equals_loops(*[array.astype(dtype) for array in inputs])
+
+
+@pytest.mark.parametrize("per_channel", [True, False], ids=["per_channel", "shared"])
+@given(data=st.data())
+def test_apl_loops_gradcheck(per_channel, data):
+    apl_loops = Loops(activation_loops.apl_forward, activation_loops.apl_backward)
+    cl.gradcheck(lambda x, a, b: apl_loops(x, a, b),
+                 tensors_from(data.draw(apl_inputs(per_channel, step=0.4))))
 
 
 # --- the module ----------------------------------------------------------------------------------

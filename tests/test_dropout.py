@@ -47,10 +47,11 @@ def test_p_zero_keeps_everything_and_p_one_drops_everything():
     np.testing.assert_array_equal(x.grad, 0)
 
 
-@pytest.mark.parametrize("p", [0.2, 0.7])
-def test_gradcheck_with_a_fixed_mask(p):
-    x = np.random.default_rng(2).standard_normal((2, 3, 4))
-    cl.gradcheck(lambda x: F.dropout(x, p, rng=np.random.default_rng(3)),
+@given(x=shapes(min_dims=0, max_dims=4, max_side=4).flatmap(arrays),
+       p=st.floats(0.01, 0.99), seed=st.integers(0, 2**16))
+def test_gradcheck_with_a_fixed_mask(x, p, seed):
+    """(Both kernel paths: test_kernel_routing.py::test_dropout_passes_gradcheck.)"""
+    cl.gradcheck(lambda x: F.dropout(x, p, rng=np.random.default_rng(seed)),
                  [cl.tensor(x, requires_grad=True)])
 
 

@@ -301,11 +301,14 @@ def test_cross_entropy_passes_gradcheck_and_equals_torch_on_both_paths(inputs, l
             cl.gradcheck(loss, [cl.tensor(logits, requires_grad=True)])
 
 
-@pytest.mark.parametrize("p", [0.2, 0.7])
-def test_dropout_passes_gradcheck(path, p):
-    x = np.random.default_rng(5).standard_normal((2, 3, 4))
-    cl.gradcheck(lambda t: F.dropout(t, p, rng=np.random.default_rng(6)),
-                 [cl.tensor(x, requires_grad=True)])
+@pytest.mark.parametrize("path_name", list(PATHS))
+@given(x=shapes(min_dims=0, max_dims=3, max_side=4).flatmap(arrays),
+       p=st.floats(0.01, 0.99), seed=st.integers(0, 2**16))
+def test_dropout_passes_gradcheck(path_name, x, p, seed):
+    """Any shape (a 0-d x too), p across (0, 1); the seeded generator fixes the mask."""
+    with PATHS[path_name]():
+        cl.gradcheck(lambda t: F.dropout(t, p, rng=np.random.default_rng(seed)),
+                     [cl.tensor(x, requires_grad=True)])
 
 
 @both_dtypes

@@ -4,7 +4,8 @@ targets reported with the op's name and the shapes.
 
 Softmax, log-softmax and cross-entropy compute through kernels of the registry; these tests
 run the fast ones, and tests/test_kernel_routing.py checks the same ops inside
-``backend.use_reference()`` too. nll_loss and mse_loss have no kernel.
+``backend.use_reference()`` too. nll_loss and mse_loss have no kernel; they equal their loops
+in cnnlite.reference.softmax, in float64 and float32, for every reduction.
 """
 import numpy as np
 import pytest
@@ -16,9 +17,12 @@ from hypothesis.extra import numpy as hnp
 
 import cnnlite as cl
 from cnnlite import functional as F
+from cnnlite.autograd import Function
 from cnnlite.functional import loss
+from cnnlite.reference import softmax as softmax_loops
 from cnnlite.testing import arrays, shapes
-from helpers import assert_matches_torch, tensors_from
+from helpers import (assert_equal_to_loops, assert_matches_torch, cnnlite_grads, random_upstream,
+                     tensors_from)
 
 
 @st.composite
@@ -214,6 +218,105 @@ def test_mse_loss_matches_torch(inputs, reduction):
 def test_mse_loss_rejects_shapes_that_would_broadcast():
     with pytest.raises(cl.OpError, match=r"mse_loss: .*got input \(4, 1\) and target \(4,\)"):
         F.mse_loss(cl.tensor(np.zeros((4, 1))), cl.tensor(np.zeros(4)))
+
+
+# --- nll_loss and mse_loss equal their loops -----------------------------------------------------
+#
+# Neither has a kernel: each runs one vectorised version, and the loops at the end of
+# cnnlite.reference.softmax are its ground truth. For every reduction, in float64 and float32,
+# the loss and its gradients (for a random upstream gradient) equal the loops'; the loops
+# themselves pass the float64 central-difference check.
+
+DTYPES = [np.float64, np.float32]
+
+
+def assert_nll_loss_equals_loops(log_probs, target, reduction):
+    expected = softmax_loops.nll_loss_forward(log_probs, target, reduction)
+    upstream = random_upstream(expected.shape, log_probs.dtype)
+    value, (glog_probs, _) = cnnlite_grads(lambda x, t: F.nll_loss(x, t, reduction=reduction),
+                                           [log_probs, target], upstream)
+    assert_equal_to_loops(value.data, expected)
+    assert_equal_to_loops(glog_probs, softmax_loops.nll_loss_backward(log_probs, target,
+                                                                      upstream, reduction))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(inputs=logits_and_target(), reduction=REDUCTION)
+def test_nll_loss_equals_its_loops(dtype, inputs, reduction):
+    log_probs, target = inputs
+    assert_nll_loss_equals_loops(log_probs.astype(dtype), target, reduction)
+
+
+class NLLLossLoops(Function):
+    """nll_loss made of its reference loops, for cl.gradcheck."""
+
+    def __init__(self, target, reduction):
+        self.target, self.reduction = target, reduction
+
+    def forward(self, log_probs):
+        self.save_for_backward(log_probs)
+        return softmax_loops.nll_loss_forward(log_probs, self.target, self.reduction)
+
+    def backward(self, gloss):
+        (log_probs,) = self.saved
+        return softmax_loops.nll_loss_backward(log_probs, self.target, gloss, self.reduction)
+
+
+@given(inputs=logits_and_target(), reduction=REDUCTION)
+def test_nll_loss_loops_gradcheck(inputs, reduction):
+    log_probs, target = inputs
+    cl.gradcheck(lambda t: NLLLossLoops(target, reduction)(t), tensors_from([log_probs]))
+
+
+def assert_mse_loss_equals_loops(prediction, target, reduction):
+    expected = softmax_loops.mse_loss_forward(prediction, target, reduction)
+    upstream = random_upstream(expected.shape, prediction.dtype)
+    value, grads = cnnlite_grads(lambda x, y: F.mse_loss(x, y, reduction=reduction),
+                                 [prediction, target], upstream)
+    assert_equal_to_loops(value.data, expected)
+    loops_grads = softmax_loops.mse_loss_backward(prediction, target, upstream, reduction)
+    for got, expected_grad in zip(grads, loops_grads):
+        assert_equal_to_loops(got, expected_grad)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(inputs=prediction_and_target(), reduction=REDUCTION)
+def test_mse_loss_equals_its_loops(dtype, inputs, reduction):
+    prediction, target = inputs
+    assert_mse_loss_equals_loops(prediction.astype(dtype), target.astype(dtype), reduction)
+
+
+class MSELossLoops(Function):
+    """mse_loss made of its reference loops, for cl.gradcheck."""
+
+    def __init__(self, reduction):
+        self.reduction = reduction
+
+    def forward(self, prediction, target):
+        self.save_for_backward(prediction, target)
+        return softmax_loops.mse_loss_forward(prediction, target, self.reduction)
+
+    def backward(self, gloss):
+        prediction, target = self.saved
+        return softmax_loops.mse_loss_backward(prediction, target, gloss, self.reduction)
+
+
+@given(inputs=prediction_and_target(), reduction=REDUCTION)
+def test_mse_loss_loops_gradcheck_for_both_inputs(inputs, reduction):
+    cl.gradcheck(lambda x, y: MSELossLoops(reduction)(x, y), tensors_from(inputs))
+
+
+def test_an_mse_gradient_without_its_factor_2_is_caught(monkeypatch, rng):
+    prediction, target = rng.standard_normal((3, 2)), rng.standard_normal((3, 2))
+    assert_mse_loss_equals_loops(prediction, target, "mean")
+    correct_backward = loss.SquaredError.backward
+
+    def backward_without_the_factor_2(self, gy):
+        return tuple(g / 2 for g in correct_backward(self, gy))
+
+    monkeypatch.setattr(loss.SquaredError, "backward", backward_without_the_factor_2)
+    with pytest.raises(AssertionError):
+        assert_mse_loss_equals_loops(prediction, target, "mean")
 
 
 def test_all_losses_are_exported():

@@ -6,11 +6,15 @@ reference loops), the numba kernels equal the loops, values and gradients equal 
 that names the op and the shapes.
 """
 import contextlib
+import functools
+import inspect
+import textwrap
 
+import numba
 import numpy as np
 import pytest
 import torch
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 import cnnlite as cl
@@ -18,7 +22,7 @@ from cnnlite import backend
 from cnnlite import functional as F
 from cnnlite.cpu import norm as fast_norm
 from cnnlite.reference import norm as reference_norm
-from helpers import cnnlite_grads, torch_grads
+from helpers import cnnlite_grads
 
 IMPLEMENTATIONS = {"fast": contextlib.nullcontext, "reference": backend.use_reference}
 
@@ -98,37 +102,51 @@ def test_batch_norm_statistics_survive_a_large_mean():
 
 # --- batch norm: against PyTorch ----------------------------------------------------------------
 
-def torch_batch_norm_step(x, running, weight, bias, training, upstream):
+def torch_batch_norm_step(x, running, weight, bias, training, momentum, eps, upstream):
     """PyTorch's value and gradients from one forward pass (one running-statistics update)."""
     ts = [torch.tensor(a, requires_grad=True) for a in (x, weight, bias)]
-    y = torch.nn.functional.batch_norm(ts[0], *running, ts[1], ts[2], training=training)
+    y = torch.nn.functional.batch_norm(ts[0], *running, ts[1], ts[2], training=training,
+                                       momentum=momentum, eps=eps)
     (y * torch.tensor(upstream)).sum().backward()
     return y.detach().numpy(), [t.grad.numpy() for t in ts]
 
 
+@st.composite
+def bn_shapes(draw):
+    """(N, C) or (N, C, H, W) with at least 2 values per channel (training needs them)."""
+    C = draw(st.integers(1, 4))
+    if draw(st.booleans()):
+        return draw(st.integers(2, 6)), C
+    N, H, W = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    assume(N * H * W >= 2)
+    return N, C, H, W
+
+
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
-@pytest.mark.parametrize("shape", [(6, 3), (2, 3, 4, 5)])
 @pytest.mark.parametrize("running_kind", ["tensor", "array"])
-def test_batch_norm_equals_torch_over_several_steps(implementation, shape, running_kind):
+@given(shape=bn_shapes(), momentum=st.floats(0.0, 1.0),
+       eps=st.floats(-8.0, -0.5).map(lambda e: 10.0 ** e), seed=st.integers(0, 2**16))
+def test_batch_norm_equals_torch_over_several_steps(implementation, running_kind, shape,
+                                                    momentum, eps, seed):
     C = shape[1]
     ours = [np.zeros(C), np.ones(C)]
     if running_kind == "tensor":
         ours = [cl.tensor(a) for a in ours]
     theirs = [torch.zeros(C, dtype=torch.float64), torch.ones(C, dtype=torch.float64)]
-    weight, bias = standard_normal(1, (2, C))
+    weight, bias = standard_normal(seed, (2, C))
     # Training steps move the running statistics (batches of different means and spreads);
     # the final evaluation step normalises with them.
     for step, training in enumerate([True, True, True, False]):
-        x = standard_normal(10 + step, shape) * (1 + step) + step
-        upstream = standard_normal(20 + step, shape)
+        x = standard_normal(seed + 10 + step, shape) * (1 + step) + step
+        upstream = standard_normal(seed + 20 + step, shape)
 
         def step_of_ours(x, w, b):
-            return F.batch_norm(x, *ours, w, b, training=training, momentum=0.1, eps=1e-5)
+            return F.batch_norm(x, *ours, w, b, training=training, momentum=momentum, eps=eps)
 
         with IMPLEMENTATIONS[implementation]():
             y, grads = cnnlite_grads(step_of_ours, [x, weight, bias], upstream)
         y_torch, grads_torch = torch_batch_norm_step(x, theirs, weight, bias, training,
-                                                     upstream)
+                                                     momentum, eps, upstream)
         np.testing.assert_allclose(y.data, y_torch, rtol=1e-6, atol=1e-10)
         for mine, reference in zip(grads, grads_torch):
             np.testing.assert_allclose(mine, reference, rtol=1e-6, atol=1e-10)
@@ -196,22 +214,22 @@ def lrn_inputs(draw):
     return standard_normal(draw(st.integers(0, 2**16)), shape), draw(st.integers(1, 7))
 
 
+# (alpha, beta, k). alpha up to 1 makes the window term as large as the direct one, so a window
+# that is off by a channel, or a backward that forgets to mirror it, shows. beta = 0.75 is the
+# kernels' shortcut (two square roots), any other beta the general power.
+lrn_constants = st.tuples(st.floats(1e-4, 1.0), st.one_of(st.just(0.75), st.floats(0.05, 2.0)),
+                          st.floats(0.5, 2.0))
+
+
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
-@given(inputs=lrn_inputs())
-def test_lrn_gradcheck(implementation, inputs):
-    # alpha near 1 makes the window term as large as the direct one, so a window that is off
-    # by a channel, or a backward that forgets to mirror it, shows.
+@given(inputs=lrn_inputs(), constants=lrn_constants)
+@example(inputs=(standard_normal(11, (2, 5, 2, 2)), 4), constants=(0.9, 0.75, 1.0))
+@example(inputs=(standard_normal(11, (2, 5, 2, 2)), 3), constants=(1.2, 1.3, 0.5))
+def test_lrn_gradcheck(implementation, inputs, constants):
     x, size = inputs
+    alpha, beta, k = constants
     with IMPLEMENTATIONS[implementation]():
-        cl.gradcheck(lambda x: F.local_response_norm(x, size, alpha=0.9, beta=0.75, k=1.0),
-                     [cl.tensor(x, requires_grad=True)])
-
-
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
-def test_lrn_gradcheck_general_beta(implementation):
-    x = standard_normal(11, (2, 5, 2, 2))
-    with IMPLEMENTATIONS[implementation]():
-        cl.gradcheck(lambda x: F.local_response_norm(x, 4, alpha=1.2, beta=1.3, k=0.5),
+        cl.gradcheck(lambda x: F.local_response_norm(x, size, alpha=alpha, beta=beta, k=k),
                      [cl.tensor(x, requires_grad=True)])
 
 
@@ -234,45 +252,115 @@ def test_lrn_kernels_equal_the_loops(dtype, rtol, beta, inputs):
     np.testing.assert_allclose(grads[0], grads[1], rtol=rtol, atol=rtol)
 
 
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
-@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 8])
-@pytest.mark.parametrize("shape", [(2, 6, 3, 3), (2, 5, 4)], ids=["NCHW", "NCL"])
-def test_lrn_equals_torch(implementation, size, shape):
-    x = standard_normal(size, shape) * 1.5
-    upstream = standard_normal(size + 1, shape)
-    fn = lambda x: F.local_response_norm(x, size, alpha=0.9, beta=0.75, k=1.0)  # noqa: E731
-    torch_fn = lambda x: torch.nn.functional.local_response_norm(  # noqa: E731
-        x, size, alpha=0.9, beta=0.75, k=1.0)
+def lrn_parity_inputs(size, shape):
+    """The input and upstream gradient on which LRN of ``size`` is compared with PyTorch."""
+    return standard_normal(size, shape) * 1.5, standard_normal(size + 1, shape)
+
+
+def assert_lrn_equals_torch(implementation, x, upstream, size, alpha, beta, k,
+                            alpha_over_size=True):
+    """Value and gradient (float64, rtol 1e-6) equal PyTorch's. PyTorch divides alpha by size,
+    so without ``alpha_over_size`` it is given alpha * size."""
+    def fn(x):
+        return F.local_response_norm(x, size, alpha=alpha, beta=beta, k=k,
+                                     alpha_over_size=alpha_over_size)
+
+    def torch_fn(x):
+        return torch.nn.functional.local_response_norm(
+            x, size, alpha=alpha if alpha_over_size else alpha * size, beta=beta, k=k)
+
     with IMPLEMENTATIONS[implementation]():
         y, (grad,) = cnnlite_grads(fn, [x], upstream)
-    np.testing.assert_allclose(y.data, torch_fn(torch.tensor(x)).numpy(), rtol=1e-6)
-    np.testing.assert_allclose(grad, torch_grads(torch_fn, [x], upstream)[0], rtol=1e-6,
-                               atol=1e-12)
+    x_torch = torch.tensor(x, requires_grad=True)
+    y_torch = torch_fn(x_torch)
+    (y_torch * torch.tensor(upstream)).sum().backward()
+    np.testing.assert_allclose(y.data, y_torch.detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(grad, x_torch.grad.numpy(), rtol=1e-6, atol=1e-12)
 
 
-def test_lrn_parity_inputs_would_catch_a_window_shifted_by_one(monkeypatch):
-    """For even sizes the window is not centred (size 4: c-2 .. c+1). The same window turned
-    the other way (c-1 .. c+2) must change the values that the PyTorch test compares."""
-    x = standard_normal(4, (2, 6, 3, 3)) * 1.5
-    expected = torch.nn.functional.local_response_norm(torch.tensor(x), 4, alpha=0.9).numpy()
-
-    def turned_window(c, size, channels):
-        return range(max(c - (size - 1) // 2, 0), min(c + size // 2, channels - 1) + 1)
-
-    monkeypatch.setattr(reference_norm, "lrn_window", turned_window)
-    with backend.use_reference():
-        shifted = F.local_response_norm(cl.tensor(x), 4, alpha=0.9).data
-    assert not np.allclose(shifted, expected, rtol=1e-6)
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 8])
+@given(shape=st.sampled_from([(2, 6, 3, 3), (2, 5, 4)]), constants=lrn_constants)
+@example(shape=(2, 6, 3, 3), constants=(0.9, 0.75, 1.0))
+@example(shape=(2, 5, 4), constants=(0.9, 1.3, 0.5))
+def test_lrn_equals_torch(implementation, size, shape, constants):
+    x, upstream = lrn_parity_inputs(size, shape)
+    assert_lrn_equals_torch(implementation, x, upstream, size, *constants)
 
 
-def test_alexnet_convention_is_torch_with_alpha_times_size():
+# --- local response norm: the parity check catches a window off by one channel ---------------
+
+def shifted_window(shift):
+    """reference_norm.lrn_window moved by ``shift`` channels (clipped the same way)."""
+    def window(c, size, channels):
+        return range(max(c - size // 2 + shift, 0),
+                     min(c + (size - 1) // 2 + shift, channels - 1) + 1)
+    return window
+
+
+@functools.cache
+def kernel_copy(name, old="", new=""):
+    """A numba-compiled copy of fast_norm's ``name`` with ``old`` replaced by ``new`` in its
+    source (exactly once), compiled without the parallel and cache options (once per session:
+    a compilation takes a good part of a second)."""
+    source = inspect.getsource(getattr(fast_norm, name).__wrapped__.py_func)
+    assert source.startswith("@_kernel\n")
+    if old:
+        assert source.count(old) == 1, f"{old!r} is no longer in {name}: update this test"
+        source = source.replace(old, new)
+    namespace = dict(vars(fast_norm))
+    exec(textwrap.dedent(source.removeprefix("@_kernel\n")), namespace)
+    return numba.njit(namespace[name])
+
+
+# The fast kernels' windows: lrn_forward sums channels entering..entering - size + 1 with
+# entering = c + ahead; lrn_backward gathers, for input j, the outputs of the mirrored window.
+FAST_WINDOWS = {"_lrn_forward_into": "ahead = (size - 1) // 2",
+                "_lrn_backward_into": "ahead = size // 2"}
+
+
+@pytest.mark.parametrize("size", [3, 4, 5])
+@pytest.mark.parametrize("shift", [-1, 1])
+@pytest.mark.parametrize("planted", ["reference window", *FAST_WINDOWS])
+def test_lrn_parity_check_fails_for_a_window_shifted_by_one(monkeypatch, planted, shift,
+                                                            size):
+    """test_lrn_equals_torch's comparison, on its inputs, fails when a window is moved by one
+    channel: in the loops' lrn_window (forward and backward), or in a copy of a numba kernel
+    (the forward window alone, caught by the values; the backward window alone, caught by the
+    gradient). alpha = 0.9 makes the window term as large as the direct one."""
+    shape = (2, 6, 3, 3)
+    x, upstream = lrn_parity_inputs(size, shape)
+    if planted == "reference window":
+        implementation = "reference"
+        monkeypatch.setattr(reference_norm, "lrn_window", shifted_window(shift))
+    else:
+        implementation = "fast"
+        window = FAST_WINDOWS[planted]
+        faithful, shifted = (kernel_copy(planted), kernel_copy(planted, window,
+                                                               f"{window} + ({shift})"))
+        # The unchanged copy passes: the copying is faithful, so the failure below is the shift.
+        monkeypatch.setattr(fast_norm, planted, faithful)
+        assert_lrn_equals_torch(implementation, x, upstream, size, 0.9, 0.75, 1.0)
+        monkeypatch.setattr(fast_norm, planted, shifted)
+    with pytest.raises(AssertionError):
+        assert_lrn_equals_torch(implementation, x, upstream, size, 0.9, 0.75, 1.0)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_alexnet_convention_is_torch_with_alpha_times_size(implementation):
+    """AlexNet's k=2, size=5, alpha=1e-4, beta=0.75 with alpha times the sum of the squares:
+    values and gradients equal PyTorch's with alpha * size, and differ from the default."""
     x = standard_normal(5, (2, 7, 3, 3)) * 10
-    ours = F.local_response_norm(cl.tensor(x), 5, alpha=1e-4, beta=0.75, k=2.0,
-                                 alpha_over_size=False).data
+    upstream = standard_normal(6, x.shape)
+    assert_lrn_equals_torch(implementation, x, upstream, 5, 1e-4, 0.75, 2.0,
+                            alpha_over_size=False)
+    with IMPLEMENTATIONS[implementation]():
+        ours = F.local_response_norm(cl.tensor(x), 5, alpha=1e-4, beta=0.75, k=2.0,
+                                     alpha_over_size=False).data
+        default = F.local_response_norm(cl.tensor(x), 5, alpha=1e-4, beta=0.75, k=2.0).data
     theirs = torch.nn.functional.local_response_norm(torch.tensor(x), 5, alpha=5e-4, beta=0.75,
                                                      k=2.0).numpy()
     np.testing.assert_allclose(ours, theirs, rtol=1e-12)
-    default = F.local_response_norm(cl.tensor(x), 5, alpha=1e-4, beta=0.75, k=2.0).data
     assert not np.allclose(ours, default, rtol=1e-6)
 
 

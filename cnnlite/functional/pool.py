@@ -368,6 +368,9 @@ def max_avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = Fal
     The average counts the padding (``count_include_pad=True``), as Caffe's AVE pooling.
     x: (N, C, H, W) -> (N, C, OH, OW)
     """
+    # Checked here too, so that a bad call names this op, not the max_pool2d inside it.
+    pool_window("max_avg_pool2d", x.shape, kernel_size, stride, padding, ceil_mode)
+    _check_floating("max_avg_pool2d", x)
     return (max_pool2d(x, kernel_size, stride, padding, ceil_mode)
             + avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad=True))
 
@@ -381,10 +384,17 @@ def spatial_pyramid_pool2d(x, levels=(1, 2, 4), mode: str = "max"):
     n x n bins covering the whole map. The paper's window ceil(H / n) with stride floor(H / n)
     does not: for H = 7, n = 4 it gives 6 windows.
     """
+    # Checked here, so that a bad call names this op, not the adaptive pooling inside it.
+    _check_input("spatial_pyramid_pool2d", x.shape)
     if mode not in ("max", "avg"):
-        raise OpError(f"spatial_pyramid_pool2d: mode must be 'max' or 'avg', got {mode!r}")
-    if not levels or not all(isinstance(n, (int, np.integer)) and n >= 1 for n in levels):
-        raise OpError(f"spatial_pyramid_pool2d: levels must be positive ints, got {levels!r}")
+        raise OpError(f"spatial_pyramid_pool2d: mode must be 'max' or 'avg', got {mode!r} "
+                      f"(x {tuple(x.shape)})")
+    sizes = tuple(levels) if hasattr(levels, "__iter__") else ()
+    if not sizes or not all(isinstance(n, (int, np.integer)) and n >= 1 for n in sizes):
+        raise OpError(f"spatial_pyramid_pool2d: levels must be positive ints, got {levels!r} "
+                      f"(x {tuple(x.shape)})")
+    if mode == "avg":
+        _check_floating("spatial_pyramid_pool2d", x)
     pool = adaptive_max_pool2d if mode == "max" else adaptive_avg_pool2d
-    pooled = [pool(x, int(n)) for n in levels]
+    pooled = [pool(x, int(n)) for n in sizes]
     return concat([reshape(p, (p.shape[0], math.prod(p.shape[1:]))) for p in pooled], axis=1)

@@ -17,6 +17,11 @@ of an int64 for what backward keeps.
 
 Shapes: x: (N, C, H, W) -> y: (N, C, OH, OW). The output size is decided by the caller
 (``cnnlite.functional.pool``), which is where floor and ceil mode differ.
+
+Adaptive, global and spatial pyramid pooling (at the end of this file) are different: they are
+*not* in ``KERNELS`` and ``backend.use_reference()`` does not dispatch to them. On every device
+those ops run their one vectorised version in ``cnnlite.functional.pool`` (NumPy or cupy);
+the loops here are the ground truth that the tests compare it with, and what a student reads.
 """
 import numpy as np
 
@@ -222,3 +227,152 @@ KERNELS = {
     "probability_weighted_pool2d_forward": probability_weighted_pool2d_forward,
     "probability_weighted_pool2d_backward": probability_weighted_pool2d_backward,
 }
+
+
+# --- adaptive, global and spatial pyramid pooling (ground truth only, not dispatched) -------
+#
+# Adaptive pooling cuts each axis into a given number of bins instead of sliding a window.
+# The bins follow PyTorch: for an axis of `size` cut into `count` bins, bin i covers
+#
+#     start = floor(i * size / count)   ..   stop = ceil((i + 1) * size / count)   (stop excluded)
+#
+# so the bins cover the axis exactly, neighbours share at most one element, and count may exceed
+# size (then elements repeat). Bin (i, j) is rows bin i times columns bin j.
+
+def adaptive_bin(i, size, count):
+    """(start, stop) of bin i of ``count`` along an axis of ``size``: floor and ceil as above.
+
+    Integer arithmetic, so that no rounding of i * size / count can move a bin edge.
+    """
+    start = (i * size) // count
+    stop = -(-((i + 1) * size) // count)  # ceil(a / b) = -floor(-a / b)
+    return start, stop
+
+
+def adaptive_avg_pool2d_forward(x, output_size):
+    """y[n, c, i, j] = (sum of x[n, c, r, s] over bin (i, j)) / (number of elements in the bin).
+
+    x: (N, C, H, W), output_size: (OH, OW) -> y: (N, C, OH, OW).
+    """
+    n, c, h, w = x.shape
+    oh, ow = output_size
+    y = np.empty((n, c, oh, ow), dtype=x.dtype)
+    for i in range(oh):
+        h0, h1 = adaptive_bin(i, h, oh)
+        for j in range(ow):
+            w0, w1 = adaptive_bin(j, w, ow)
+            total = np.zeros((n, c), dtype=x.dtype)
+            for r in range(h0, h1):
+                for s in range(w0, w1):
+                    total += x[:, :, r, s]
+            y[:, :, i, j] = total / ((h1 - h0) * (w1 - w0))
+    return y
+
+
+def adaptive_avg_pool2d_backward(gy, input_size):
+    """dL/dx[n, c, r, s] = sum over the bins (i, j) that hold (r, s) of dL/dy[n, c, i, j] / area,
+    area = the number of elements in bin (i, j).
+
+    gy: (N, C, OH, OW); input_size: (H, W) -> gx: (N, C, H, W).
+    """
+    n, c, oh, ow = gy.shape
+    h, w = input_size
+    gx = np.zeros((n, c, h, w), dtype=gy.dtype)
+    for i in range(oh):
+        h0, h1 = adaptive_bin(i, h, oh)
+        for j in range(ow):
+            w0, w1 = adaptive_bin(j, w, ow)
+            area = (h1 - h0) * (w1 - w0)
+            for r in range(h0, h1):
+                for s in range(w0, w1):
+                    gx[:, :, r, s] += gy[:, :, i, j] / area
+    return gx
+
+
+def adaptive_max_pool2d_forward(x, output_size):
+    """y[n, c, i, j] = max of x[n, c] over bin (i, j); argmax = where it is (h * W + w).
+
+    x: (N, C, H, W), output_size: (OH, OW) -> y: (N, C, OH, OW), argmax: (N, C, OH, OW) int32.
+    The bin is scanned in row-major order and only a strictly larger element replaces the
+    best so far, so the first maximum wins a tie.
+    """
+    n, c, h, w = x.shape
+    oh, ow = output_size
+    y = np.empty((n, c, oh, ow), dtype=x.dtype)
+    argmax = np.empty((n, c, oh, ow), dtype=np.int32)
+    for i in range(oh):
+        h0, h1 = adaptive_bin(i, h, oh)
+        for j in range(ow):
+            w0, w1 = adaptive_bin(j, w, ow)
+            best = x[:, :, h0, w0].copy()
+            where = np.full((n, c), h0 * w + w0, dtype=np.int32)
+            for r in range(h0, h1):
+                for s in range(w0, w1):
+                    larger = x[:, :, r, s] > best
+                    best[larger] = x[:, :, r, s][larger]
+                    where[larger] = r * w + s
+            y[:, :, i, j], argmax[:, :, i, j] = best, where
+    return y, argmax
+
+
+def adaptive_max_pool2d_backward(gy, argmax, input_size):
+    """dL/dx: each dL/dy[n, c, i, j] is added to x[n, c] at argmax[n, c, i, j], the bin's first
+    maximum. The same rule as max pooling, so it is ``max_pool2d_backward``.
+
+    gy, argmax: (N, C, OH, OW); input_size: (H, W) -> gx: (N, C, H, W).
+    """
+    return max_pool2d_backward(gy, argmax, input_size)
+
+
+def global_avg_pool2d_forward(x):
+    """y[n, c, 0, 0] = mean of the whole plane x[n, c]: adaptive average pooling to (1, 1),
+    whose single bin is the whole plane. x: (N, C, H, W) -> y: (N, C, 1, 1)."""
+    return adaptive_avg_pool2d_forward(x, (1, 1))
+
+
+def global_avg_pool2d_backward(gy, input_size):
+    """dL/dx[n, c, r, s] = dL/dy[n, c, 0, 0] / (H W), adaptive average pooling's backward.
+
+    gy: (N, C, 1, 1); input_size: (H, W) -> gx: (N, C, H, W).
+    """
+    return adaptive_avg_pool2d_backward(gy, input_size)
+
+
+def spatial_pyramid_pool2d_forward(x, levels, mode):
+    """For each level l in ``levels`` (in that order): adaptive ``mode`` ("max" or "avg")
+    pooling to (l, l), flattened per image to C l^2 numbers in (c, i, j) order; the levels are
+    concatenated.
+
+    x: (N, C, H, W) -> y: (N, C * sum(l^2 for l in levels)).
+    """
+    n = x.shape[0]
+    pieces = []
+    for level in levels:
+        if mode == "max":
+            pooled, _ = adaptive_max_pool2d_forward(x, (level, level))
+        else:
+            pooled = adaptive_avg_pool2d_forward(x, (level, level))
+        pieces.append(pooled.reshape(n, -1))
+    return np.concatenate(pieces, axis=1)
+
+
+def spatial_pyramid_pool2d_backward(gy, x, levels, mode):
+    """dL/dx: cut dL/dy back into its levels, unflatten each to (N, C, l, l), run that level's
+    adaptive pooling backward and add the levels' gradients up (each level saw all of x).
+
+    gy: (N, C * sum(l^2)), x: (N, C, H, W) -> gx: (N, C, H, W). For "max" the argmaxes are
+    found again by running the level's forward on x.
+    """
+    n, c, h, w = x.shape
+    gx = np.zeros(x.shape, dtype=gy.dtype)
+    offset = 0
+    for level in levels:
+        length = c * level * level
+        g_level = gy[:, offset:offset + length].reshape(n, c, level, level)
+        offset += length
+        if mode == "max":
+            _, argmax = adaptive_max_pool2d_forward(x, (level, level))
+            gx += adaptive_max_pool2d_backward(g_level, argmax, (h, w))
+        else:
+            gx += adaptive_avg_pool2d_backward(g_level, (h, w))
+    return gx

@@ -1,4 +1,4 @@
-"""Reference softmax, log-softmax and cross-entropy: one row of K values at a time.
+"""Reference softmax, log-softmax and the losses: one row of K values (or one element) at a time.
 
 An array reduced along ``axis`` is seen as (outer, K, inner): the K values of one row lie along
 ``axis``, and a row is one (o, i) pair of the axes before and after it. For logits (N, K)
@@ -18,6 +18,9 @@ The kernels (same names and arguments as in ``cnnlite.cpu.softmax`` and ``cnnlit
   ``cross_entropy_backward(log_probs, target, gloss, label_smoothing) -> glogits``, with the
   classes on axis 1 of (N, K, ...) (axis 0 of a single sample (K,)) and integer targets in
   [0, K) of the shape without the class axis.
+
+``nll_loss`` and ``mse_loss`` follow at the end, with their reductions: loops for ops that have
+no kernel (they are not in ``KERNELS``; see the comment above them).
 
 Arithmetic is in Python floats (double), whatever the array's dtype, and each result is
 rounded to that dtype once. Slow on purpose: the ground truth for the fast versions.
@@ -169,6 +172,103 @@ def cross_entropy_backward(log_probs, target, gloss, label_smoothing=0.0):
                 q = (1 - eps if k == targets[n, i] else 0.0) + eps / K
                 glogits[n, k, i] = (math.exp(log_probs3[n, k, i]) - q) * float(gloss[n, i])
     return glogits.reshape(log_probs.shape)
+
+
+# --- nll_loss and mse_loss -----------------------------------------------------------------------
+#
+# These are NOT in KERNELS, and backend.use_reference() does not reach them: nll_loss and
+# mse_loss in cnnlite.functional.loss run their one vectorised NumPy version (cupy on a GPU) on
+# every device. The loops below are the ground truth that tests/test_loss.py compares those ops
+# with, values and gradients, for each reduction.
+#
+# Both compute one loss per element first; the reduction then turns those T losses into the
+# result: "none" keeps them, "sum" adds them, "mean" adds them and divides by T. Going back,
+# each per-element loss t receives dL/dloss_t from the gradient gloss of the result.
+
+def _reduce(losses, reduction):
+    """The per-element losses (an array) reduced as ``reduction`` says ("none", "sum", "mean")."""
+    if reduction == "none":
+        return losses
+    total = 0.0
+    for value in losses.reshape(-1):
+        total += float(value)
+    if reduction == "mean":
+        total /= losses.size
+    return np.asarray(total, dtype=losses.dtype)
+
+
+def _per_element_upstream(gloss, count, reduction):
+    """dL/dloss_t for the ``count`` per-element losses t (C order), from gloss = dL/dresult:
+
+    "none": gloss_t itself (gloss has the losses' shape);  "sum": d(sum)/dloss_t = 1, so gloss;
+    "mean": d(sum / T)/dloss_t = 1 / T, so gloss / T.
+    """
+    if reduction == "none":
+        return [float(g) for g in gloss.reshape(-1)]
+    g = float(gloss)
+    return [g / count if reduction == "mean" else g] * count
+
+
+def nll_loss_forward(log_probs, target, reduction):
+    """Negative log-likelihood of the target classes, per row: loss = -log_probs[target].
+
+    log_probs: (N, K, ...) (or (K,)), target: (N, ...) integer classes -> loss: (N, ...) for
+    reduction "none", a 0-d array for "sum" and "mean".
+    """
+    N, K, inner = class_rows("nll_loss", log_probs.shape, target)
+    log_probs3 = log_probs.reshape(N, K, inner)
+    targets = target.reshape(N, inner)
+    losses = np.empty((N, inner), dtype=log_probs.dtype)
+    for n in range(N):
+        for i in range(inner):
+            losses[n, i] = -log_probs3[n, targets[n, i], i]
+    return _reduce(losses.reshape(target.shape), reduction)
+
+
+def nll_loss_backward(log_probs, target, gloss, reduction):
+    """glog_probs[n, k] = -[k = target_n] * dL/dloss_n.
+
+    log_probs (only its shape and dtype: the gradient does not depend on its values): (N, K, ...),
+    target: (N, ...), gloss: target's shape for "none", 0-d otherwise -> log_probs' shape.
+    """
+    N, K, inner = class_rows("nll_loss_backward", log_probs.shape, target)
+    targets = target.reshape(N, inner)
+    upstream = _per_element_upstream(gloss, N * inner, reduction)
+    glog_probs = np.zeros((N, K, inner), dtype=log_probs.dtype)
+    for n in range(N):
+        for i in range(inner):
+            # loss = -log_probs[target]: d/dlog_probs[k] = -1 for k = target, 0 for the others.
+            glog_probs[n, targets[n, i], i] = -upstream[n * inner + i]
+    return glog_probs.reshape(log_probs.shape)
+
+
+def mse_loss_forward(prediction, target, reduction):
+    """Squared error per element, loss_t = (prediction_t - target_t)^2, then reduced.
+
+    prediction, target: one shape -> that shape for "none", a 0-d array for "sum" and "mean".
+    """
+    losses = np.empty(prediction.shape, dtype=prediction.dtype)
+    for t in np.ndindex(prediction.shape):
+        difference = float(prediction[t]) - float(target[t])
+        losses[t] = difference * difference
+    return _reduce(losses, reduction)
+
+
+def mse_loss_backward(prediction, target, gloss, reduction):
+    """gprediction_t = 2 (prediction_t - target_t) dL/dloss_t and gtarget_t = -gprediction_t.
+
+    prediction, target: one shape; gloss: that shape for "none", 0-d otherwise
+    -> gprediction, gtarget: that shape.
+    """
+    upstream = _per_element_upstream(gloss, prediction.size, reduction)
+    gprediction = np.empty(prediction.shape, dtype=prediction.dtype)
+    gtarget = np.empty(target.shape, dtype=target.dtype)
+    for flat, t in enumerate(np.ndindex(prediction.shape)):
+        difference = float(prediction[t]) - float(target[t])
+        # loss = d^2 with d = prediction - target: dloss/dprediction = 2 d, dloss/dtarget = -2 d.
+        gprediction[t] = 2 * difference * upstream[flat]
+        gtarget[t] = -2 * difference * upstream[flat]
+    return gprediction, gtarget
 
 
 KERNELS = {
