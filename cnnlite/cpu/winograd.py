@@ -35,10 +35,10 @@ channel pair) and V is 4x the input where im2col's column matrix is 9x.
 
 This module holds the four per-tile transforms as numba kernels, each a loop over the
 (sample, channel) planes in parallel: a task owns its plane, so the overlapping tiles of
-``input_transform_grad`` add up without locks. Each task copies its plane into a small zero-padded scratch plane (a
-few KiB, in the cache) so that the tile loops need no bounds tests, and writes its result
-plane whole. The transforms of one 4-vector are written out
-(``_bt``, ``_at``, ``_a``, ``_b``) and applied to the rows and then the columns of a tile, so
+``input_transform_grad`` add up without locks. Each task copies its plane into a small
+zero-padded scratch plane (a few KiB, in the cache) so that the tile loops need no bounds
+tests, and writes its result plane whole. The transforms of one 4-vector are written out
+(``_bt``, ``_at``, ``_a``, ``_b``) and applied to the columns and then the rows of a tile, so
 every kernel reads like the matrix formula above. The ground truth is the direct convolution
 of ``cnnlite.reference.conv``; the tests prove both equal.
 """
@@ -196,8 +196,8 @@ _output_transform_grad = serial_when_small(_output_transform_grad_kernel, c_orde
 _input_transform_grad = serial_when_small(_input_transform_grad_kernel, c_order=False)
 
 
-def _sixteen_planes(channels, tiles_, dtype):
-    """An empty (16, channels, tiles_) array whose 16 planes do not start 4 KiB apart.
+def _sixteen_planes(channels, count, dtype):
+    """An empty (16, channels, count) array whose 16 planes do not start 4 KiB apart.
 
     The transforms write one value into each of the 16 planes per tile. Planes of a
     power-of-two size (64 channels x 8192 tiles x 4 bytes = 2 MiB) all start at the same
@@ -207,9 +207,9 @@ def _sixteen_planes(channels, tiles_, dtype):
     each plane moves them apart. BLAS takes such arrays as they are: each plane is an ordinary
     matrix.
     """
-    size = channels * tiles_
+    size = channels * count
     gap = 64 // np.dtype(dtype).itemsize
-    return np.empty((16, size + gap), dtype=dtype)[:, :size].reshape(16, channels, tiles_)
+    return np.empty((16, size + gap), dtype=dtype)[:, :size].reshape(16, channels, count)
 
 
 def tiles(out_h, out_w):
@@ -263,7 +263,8 @@ def output_transform_grad(gy):
     N, O, OH, OW = gy.shape
     TH, TW = tiles(OH, OW)
     dM = _sixteen_planes(O, N * TH * TW, gy.dtype)
-    _output_transform_grad(np.ascontiguousarray(gy), dM, TH, TW)  # e.g. the view of .sum()'s
+    # C order first: the gradient of .sum(), for one, arrives as a broadcast view
+    _output_transform_grad(np.ascontiguousarray(gy), dM, TH, TW)
     return dM
 
 
