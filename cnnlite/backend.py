@@ -136,15 +136,21 @@ def use_reference():
         _state.implementation = previous
 
 
+def _family_kernels(array):
+    """(family, its KERNELS dict) that serve ``array``: the reference loops inside
+    ``use_reference()``, else the family of the array's device."""
+    family = _implementation() or device_of(array)
+    return family, importlib.import_module(_FAMILY_MODULES[family]).KERNELS
+
+
 def kernel(name: str, array):
     """The implementation of hot op ``name`` for ``array``'s device.
 
     Each family module exposes a dict ``KERNELS`` mapping op names to callables on raw arrays.
     """
-    family = _implementation() or device_of(array)
+    family, kernels = _family_kernels(array)
     if family == "reference" and is_cupy_array(array):
         raise DeviceError(f"{name}: the reference loops run on NumPy arrays only, got a cupy array")
-    kernels = importlib.import_module(_FAMILY_MODULES[family]).KERNELS
     try:
         return kernels[name]
     except KeyError:
@@ -157,8 +163,7 @@ def has_kernel(name: str, array) -> bool:
     Optional fast paths ask this: the Winograd convolution exists on the numba CPU backend
     only, so elsewhere conv2d takes im2col.
     """
-    family = _implementation() or device_of(array)
-    return name in importlib.import_module(_FAMILY_MODULES[family]).KERNELS
+    return name in _family_kernels(array)[1]
 
 
 CONV_ALGORITHMS = ("auto", "im2col", "winograd")

@@ -82,7 +82,8 @@ def random_upstream(shape, dtype):
 
 class Loops(cl.autograd.Function):
     """A Function made of reference loops, so that cl.gradcheck checks the loops themselves:
-    ``forward_loops(*inputs, *settings)`` and ``backward_loops(*inputs, gy, *settings)``."""
+    ``forward_loops(*inputs, *settings)`` and ``backward_loops(*inputs, gy, *settings)``.
+    Like every Function it is used once; ``loops_function`` makes a fresh one per call."""
 
     def __init__(self, forward_loops, backward_loops, *settings):
         self.forward_loops, self.backward_loops, self.settings = (forward_loops, backward_loops,
@@ -94,3 +95,9 @@ class Loops(cl.autograd.Function):
 
     def backward(self, gy):
         return self.backward_loops(*self.saved, gy, *self.settings)
+
+
+def loops_function(forward_loops, backward_loops, *settings):
+    """A function of tensors that runs the loops as a fresh ``Loops`` Function on each call,
+    as ``cl.gradcheck`` needs (it calls the function again and again)."""
+    return lambda *tensors: Loops(forward_loops, backward_loops, *settings)(*tensors)

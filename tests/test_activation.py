@@ -23,7 +23,7 @@ from cnnlite import functional as F
 from cnnlite.functional import activation
 from cnnlite.reference import activation as activation_loops
 from cnnlite.testing import arrays, shapes
-from helpers import (Loops, assert_equal_to_loops, assert_matches_torch, cnnlite_grads,
+from helpers import (assert_equal_to_loops, assert_matches_torch, cnnlite_grads, loops_function,
                      random_upstream, tensors_from)
 
 IMPLEMENTATIONS = ["fast", "reference"]
@@ -396,8 +396,8 @@ def test_prelu_equals_its_loops(slope, dtype, data):
 @pytest.mark.parametrize("slope", ["per_channel", "shared"])
 @given(data=st.data())
 def test_prelu_loops_gradcheck(slope, data):
-    prelu_loops = Loops(activation_loops.prelu_forward, activation_loops.prelu_backward)
-    cl.gradcheck(lambda x, w: prelu_loops(x, w), tensors_from(data.draw(prelu_loop_inputs(slope))))
+    cl.gradcheck(loops_function(activation_loops.prelu_forward, activation_loops.prelu_backward),
+                 tensors_from(data.draw(prelu_loop_inputs(slope))))
 
 
 def test_a_wrong_sign_in_the_prelu_weight_gradient_is_caught(monkeypatch, rng):
@@ -432,8 +432,9 @@ def test_rrelu_training_equals_its_loops(dtype, x):
 @given(x=arrays(shapes(max_dims=3, max_side=3), min_magnitude=0.1))
 def test_rrelu_training_loops_gradcheck(x):
     slopes = np.random.default_rng(5).uniform(1 / 8, 1 / 3, size=x.shape)
-    cl.gradcheck(Loops(activation_loops.rrelu_training_forward,
-                       activation_loops.rrelu_training_backward, slopes), tensors_from([x]))
+    cl.gradcheck(loops_function(activation_loops.rrelu_training_forward,
+                                activation_loops.rrelu_training_backward, slopes),
+                 tensors_from([x]))
 
 
 def assert_maxout_equals_loops(x, pieces):
@@ -454,8 +455,8 @@ def test_maxout_equals_its_loops(dtype, inputs):
 @given(inputs=maxout_inputs())
 def test_maxout_loops_gradcheck(inputs):
     x, pieces = inputs
-    cl.gradcheck(Loops(activation_loops.maxout_forward, activation_loops.maxout_backward, pieces),
-                 tensors_from([x]))
+    cl.gradcheck(loops_function(activation_loops.maxout_forward,
+                                activation_loops.maxout_backward, pieces), tensors_from([x]))
 
 
 def assert_apl_equals_loops(x, a, b):
@@ -479,8 +480,7 @@ def test_apl_equals_its_loops(per_channel, dtype, data):
 @pytest.mark.parametrize("per_channel", [True, False], ids=["per_channel", "shared"])
 @given(data=st.data())
 def test_apl_loops_gradcheck(per_channel, data):
-    apl_loops = Loops(activation_loops.apl_forward, activation_loops.apl_backward)
-    cl.gradcheck(lambda x, a, b: apl_loops(x, a, b),
+    cl.gradcheck(loops_function(activation_loops.apl_forward, activation_loops.apl_backward),
                  tensors_from(data.draw(apl_inputs(per_channel, step=0.4))))
 
 

@@ -21,8 +21,8 @@ from cnnlite.autograd import Function
 from cnnlite.functional import loss
 from cnnlite.reference import softmax as softmax_loops
 from cnnlite.testing import arrays, shapes
-from helpers import (assert_equal_to_loops, assert_matches_torch, cnnlite_grads, random_upstream,
-                     tensors_from)
+from helpers import (assert_equal_to_loops, assert_matches_torch, cnnlite_grads, loops_function,
+                     random_upstream, tensors_from)
 
 
 @st.composite
@@ -286,24 +286,11 @@ def test_mse_loss_equals_its_loops(dtype, inputs, reduction):
     assert_mse_loss_equals_loops(prediction.astype(dtype), target.astype(dtype), reduction)
 
 
-class MSELossLoops(Function):
-    """mse_loss made of its reference loops, for cl.gradcheck."""
-
-    def __init__(self, reduction):
-        self.reduction = reduction
-
-    def forward(self, prediction, target):
-        self.save_for_backward(prediction, target)
-        return softmax_loops.mse_loss_forward(prediction, target, self.reduction)
-
-    def backward(self, gloss):
-        prediction, target = self.saved
-        return softmax_loops.mse_loss_backward(prediction, target, gloss, self.reduction)
-
-
 @given(inputs=prediction_and_target(), reduction=REDUCTION)
 def test_mse_loss_loops_gradcheck_for_both_inputs(inputs, reduction):
-    cl.gradcheck(lambda x, y: MSELossLoops(reduction)(x, y), tensors_from(inputs))
+    cl.gradcheck(loops_function(softmax_loops.mse_loss_forward,
+                                softmax_loops.mse_loss_backward, reduction),
+                 tensors_from(inputs))
 
 
 def test_an_mse_gradient_without_its_factor_2_is_caught(monkeypatch, rng):

@@ -233,6 +233,18 @@ def test_a_layer_of_the_size_auto_picks_equals_float64_im2col_in_float32():
         np.testing.assert_allclose(mine, theirs, rtol=0, atol=2e-6 * np.abs(theirs).max())
 
 
+@pytest.mark.parametrize("x_dtype", [np.float64, np.float32], ids=["same", "mixed"])
+def test_an_in_place_change_of_x_after_the_forward_pass_is_detected(x_dtype):
+    """Also when x is float32 among float64 weights, so that it is converted for computing."""
+    (x, w, b), padding = LANDMARKS[1]
+    x = cl.tensor(x.astype(x_dtype))
+    w, b = cl.tensor(w, requires_grad=True), cl.tensor(b, requires_grad=True)
+    y = winograd_conv(padding)(x, w, b)
+    x += 1
+    with pytest.raises(RuntimeError, match="Conv2dWinograd: an array it saved"):
+        y.sum().backward()
+
+
 def test_float32_stays_float32():
     x = cl.tensor(np.ones((1, 32, 12, 12), np.float32), requires_grad=True)
     w = cl.tensor(np.ones((32, 32, 3, 3), np.float32), requires_grad=True)

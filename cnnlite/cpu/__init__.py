@@ -1,9 +1,9 @@
 """Fast CPU implementations: numba kernels (parallel where it pays) and NumPy/BLAS.
 
 ``KERNELS`` maps each hot op's name to its fast CPU version, with the same signature as the
-loop version of the same name in ``cnnlite.reference``. The Winograd kernels are the exception: an
-optional fast path of conv2d that only this backend has, checked against the reference
-convolution (``cnnlite.cpu.winograd``).
+loop version of the same name in ``cnnlite.reference``. The Winograd kernels are the
+exception: an optional fast path of conv2d that only this backend has, checked against the
+reference convolution (``cnnlite.cpu.winograd``).
 """
 from cnnlite.cpu import activation, dropout, im2col, norm, optim, pool, softmax, winograd
 

@@ -47,7 +47,8 @@ from numba import njit, prange
 
 from cnnlite.cpu.parallel import serial_when_small
 
-#: The matrices of F(2x2, 3x3), for the filter transforms (done in NumPy: they are small).
+#: The matrices of F(2x2, 3x3). The tile kernels below have B and A written out as sums
+#: (``_bt`` ...); the filter transforms, small enough for NumPy, multiply by G.
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
 AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)

@@ -81,43 +81,45 @@ class Conv2dWinograd(Conv2d):
         O = w.shape[0]
         self.out_h, self.out_w = H + 2 * self.padding[0] - 2, W + 2 * self.padding[1] - 2
         dtype = xp.result_type(*(a for a in (x, w, b) if a is not None))
-        x, w = x.astype(dtype, copy=False), w.astype(dtype, copy=False)
         bias = xp.zeros(O, dtype=dtype) if b is None else b.astype(dtype, copy=False)
-        U = backend.kernel("winograd_filter", x)(w)
+        U = backend.kernel("winograd_filter", x)(w.astype(dtype, copy=False))
         input_transform = backend.kernel("winograd_input", x)
         output_transform = backend.kernel("winograd_output", x)
 
         batches = self.chunks(x.shape, x.itemsize)
         y = xp.empty((N, O, self.out_h, self.out_w), dtype=dtype)
         for batch in batches:
-            V = input_transform(x[batch], self.padding)
+            V = input_transform(x[batch].astype(dtype, copy=False), self.padding)
             M = U @ V  # (16, O, C) @ (16, C, P): one GEMM per tile position
             output_transform(M, bias, y[batch])  # written straight into the batch's rows of y
         keep_V = len(batches) == 1 and self.needs_input_grad[1]
-        self.save_for_backward(x, w, U, V if keep_V else None)
+        # x itself, not a converted copy: the engine watches the saved arrays for in-place
+        # changes; U carries the computing dtype.
+        self.save_for_backward(x, U, V if keep_V else None)
         return y
 
     def backward(self, gy):
-        x, w, U, kept_V = self.saved
+        x, U, kept_V = self.saved
         if kept_V is not None:
             # The kept V is used up here (its memory takes dV below); a second backward pass
             # through this graph (retain_graph=True) recomputes it.
-            self.saved = (x, w, U, None)
+            self.saved = (x, U, None)
         xp = backend.array_module(gy)
         need_x, need_w = self.needs_input_grad[:2]
         need_b = len(self.needs_input_grad) == 3 and self.needs_input_grad[2]
-        gy = gy.astype(x.dtype, copy=False)
+        gy = gy.astype(U.dtype, copy=False)
         input_transform = backend.kernel("winograd_input", x)
         input_transform_grad = backend.kernel("winograd_input_grad", x)
         output_transform_grad = backend.kernel("winograd_output_grad", x)
 
-        gx = xp.empty(x.shape, dtype=x.dtype) if need_x else None
+        gx = xp.empty(x.shape, dtype=U.dtype) if need_x else None
         dU = xp.zeros_like(U) if need_w else None
         for batch in self.chunks(x.shape, x.itemsize):
             dM = output_transform_grad(gy[batch])  # (16, O, P)
             V = None
             if need_w:
-                V = kept_V if kept_V is not None else input_transform(x[batch], self.padding)
+                V = kept_V if kept_V is not None else input_transform(
+                    x[batch].astype(U.dtype, copy=False), self.padding)
                 # dU = dM @ V^T, computed as (V @ dM^T)^T: the same numbers, in the orientation
                 # of the long product (over the P tiles) that BLAS runs faster.
                 dU += (V @ dM.transpose(0, 2, 1)).transpose(0, 2, 1)
