@@ -7,7 +7,11 @@
 >>> x.grad
 array([[ 2., -4.]], dtype=float32)
 """
-from cnnlite.tensor import Tensor, tensor  # first: it gives Tensor its operators
+from cnnlite import tbb
+
+tbb.preload()  # before anything can start numba's threads: see cnnlite/tbb.py
+
+from cnnlite.tensor import Tensor, tensor  # noqa: E402  (it gives Tensor its operators)
 from cnnlite import backend, cuda, data, functional, models, nn, optim, train  # noqa: E402
 from cnnlite.autograd import Function, enable_grad, is_grad_enabled, no_grad
 from cnnlite.backend import DeviceError

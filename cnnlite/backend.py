@@ -215,10 +215,17 @@ def cpu_threads(count: int | None):
     import numba
     from threadpoolctl import threadpool_limits
 
-    previous = numba.get_num_threads()
+    previous, previous_request = numba.get_num_threads(), requested_cpu_threads()
     numba.set_num_threads(max(1, min(count, numba.config.NUMBA_NUM_THREADS)))
+    _state.cpu_threads = count
     try:
         with threadpool_limits(limits=count):
             yield
     finally:
         numba.set_num_threads(previous)
+        _state.cpu_threads = previous_request
+
+
+def requested_cpu_threads() -> int | None:
+    """The thread count ``cpu_threads`` set for this thread (``None`` outside it)."""
+    return getattr(_state, "cpu_threads", None)

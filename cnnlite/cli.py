@@ -4,6 +4,7 @@
     cnnlite train --model lenet5 --dataset mnist --data-root data --epochs 5 --lr 0.05
     cnnlite train ... --resume runs/train/checkpoint.npz --epochs 10   # continue exactly
     cnnlite models                  # the architectures get_model knows
+    cnnlite info                    # versions, threading layer, BLAS, CPU, GPU: for bug reports
 
 Every run writes into its ``--out`` folder: ``checkpoint.npz`` (after every epoch; see
 ``cnnlite.checkpoint``), ``curves.png`` (loss and accuracy per epoch) and ``results.json``
@@ -26,6 +27,7 @@ from cnnlite.backend import DeviceError, check_device, cpu_threads
 from cnnlite.checkpoint import CheckpointError, atomic_write
 from cnnlite.data import CIFAR10, MNIST, DataLoader, Digits, random_split, transforms
 from cnnlite.errors import OpError
+from cnnlite.info import format_report
 from cnnlite.models.lenet import upsample_nearest
 from cnnlite.train import AnomalyError, History, evaluate, fit, seed_everything
 
@@ -249,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     commands.add_parser("models", help="list the models get_model knows")
+    commands.add_parser("info", help="versions, threading layer, BLAS, CPU and GPU of this "
+                                     "installation (paste it into a bug report)")
     return parser
 
 
@@ -270,6 +274,8 @@ def main(argv=None) -> int:
                          download=args.download, val_fraction=args.val_fraction,
                          detect_anomaly=args.detect_anomaly, progress=not args.no_progress,
                          threads=args.threads)
+        elif args.command == "info":
+            print(format_report())
         else:
             print("\n".join(models.list_models()))
     except (CheckpointError, AnomalyError, DeviceError, OpError, OSError) as error:

@@ -2,6 +2,7 @@
 and reports errors; LeNet-5 and the model registry behind them."""
 import json
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -187,6 +188,29 @@ def test_python_dash_m_cnnlite_runs_the_same_command():
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["lenet5"]
+
+
+def test_info_names_the_versions_the_threading_layer_in_use_and_the_blas(capsys):
+    import numba
+    assert main(["info"]) == 0
+    report = dict(line.split(":", 1) for line in capsys.readouterr().out.splitlines())
+    report = {name: value.strip() for name, value in report.items()}
+    assert report["cnnlite"].startswith(cl.__version__)
+    assert report["numpy"] == np.__version__
+    assert report["numba"].startswith(f"{numba.__version__}, threading layer "
+                                      f"{numba.threading_layer()}, ")
+    assert "blas" in report and "threads" in report["blas"]
+    assert {"Python", "CPU", "numba kernel cache", "cupy"} <= set(report)
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
+                    reason="TBB wheels exist for x86-64 only")
+def test_python_dash_m_cnnlite_info_reports_numba_on_tbb():
+    result = subprocess.run([sys.executable, "-m", "cnnlite", "info"], capture_output=True,
+                            text=True, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
+    assert result.returncode == 0, result.stderr
+    (numba_line,) = [line for line in result.stdout.splitlines() if line.startswith("numba:")]
+    assert "threading layer tbb" in numba_line
 
 
 def test_python_dash_m_cnnlite_trains_and_ends_with_the_test_accuracy(tmp_path):

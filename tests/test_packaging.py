@@ -1,6 +1,7 @@
 """The installed package, not only a checkout, carries the CUDA sources and the libraries it
 depends on."""
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -43,3 +44,20 @@ def test_numba_runs_its_parallel_loops_on_tbb():
     x = np.random.default_rng(0).standard_normal((8, 16, 32, 32))
     CPU_KERNELS["im2col"](x, 3, 3, (1, 1), (1, 1), (1, 1))  # large enough to run in parallel
     assert numba.threading_layer() == "tbb"
+
+
+def readme_commands():
+    """The shell commands of the README's "Two commands" section, as a user types them."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Two commands", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```bash\n(.*?)\n```", section, flags=re.S)
+
+
+def test_ci_runs_the_readme_commands_in_a_fresh_virtual_environment():
+    commands = readme_commands()
+    assert len(commands) == 2, commands
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    venv_line = ci.index(next(line for line in ci if "-m venv" in line))
+    activate_line = ci.index(next(line for line in ci if "/bin/activate" in line))
+    positions = [ci.index(command) for command in commands]  # verbatim, each on its own line
+    assert venv_line < activate_line < positions[0] < positions[1]

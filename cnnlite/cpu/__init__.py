@@ -5,7 +5,12 @@ loop version of the same name in ``cnnlite.reference``. The Winograd kernels are
 exception: an optional fast path of conv2d that only this backend has, checked against the
 reference convolution (``cnnlite.cpu.winograd``).
 """
-from cnnlite.cpu import activation, dropout, im2col, norm, optim, pool, softmax, winograd
+from cnnlite import tbb
+
+tbb.status()  # warns once if numba's parallel loops cannot run on TBB
+
+from cnnlite.cpu import (activation, dropout, im2col, norm, optim, pool,  # noqa: E402
+                         softmax, winograd)
 
 KERNELS = {**im2col.KERNELS, **pool.KERNELS, **norm.KERNELS, **activation.KERNELS,
            **dropout.KERNELS, **softmax.KERNELS, **optim.KERNELS, **winograd.KERNELS}

@@ -3,6 +3,10 @@
 Waking numba's worker threads costs tens of microseconds on an idle machine and milliseconds on
 a busy one: more than the work itself for small arrays. A gradient check calls the kernels
 thousands of times on tiny arrays, so below ``SERIAL_BELOW`` elements a kernel runs serially.
+
+Where numba cannot run on TBB (``cnnlite.tbb``), every kernel runs serially unless the user asked
+for a number of threads with ``cnnlite.backend.cpu_threads``: on numba's OpenMP fallback, idle
+workers spin after each loop and take a core from BLAS, and one thread is faster than two.
 """
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ import functools
 
 import numba
 import numpy as np
+
+from cnnlite import backend, tbb
 
 SERIAL_BELOW = 1 << 15
 
@@ -27,7 +33,8 @@ def serial_when_small(kernel, c_order=True):
         if c_order:
             args = [np.ascontiguousarray(a) if isinstance(a, np.ndarray) else a for a in args]
         work = sum(a.size for a in args if isinstance(a, np.ndarray))
-        if work >= SERIAL_BELOW:
+        if work >= SERIAL_BELOW and (tbb.parallel_by_default()
+                                     or backend.requested_cpu_threads() is not None):
             return kernel(*args)
         threads = numba.get_num_threads()
         numba.set_num_threads(1)  # per calling thread: other threads keep their setting
