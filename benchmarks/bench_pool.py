@@ -1,44 +1,41 @@
 """Pooling speed: cnnlite against PyTorch, float32, forward and forward + backward.
 
-    PYTHONPATH=. python3 benchmarks/bench_pool.py              # writes benchmarks/results_pool.md
-    PYTHONPATH=. python3 benchmarks/bench_pool.py --repeats 3  # a shorter run
+    PYTHONPATH=. python3 benchmarks/bench_pool.py        # writes benchmarks/results_pool.md
+    PYTHONPATH=. python3 benchmarks/bench_pool.py --rounds 1 --repeats 2 \
+        --out benchmarks/_scratch/pool.md                # a quick try
 
 The sizes are those of AlexNet (max pool 3x3/2 after conv1 and conv2) and ResNet (the stem's
 max pool 3x3/2 with padding 1, the global average pool before the classifier), batch 32.
-Both frameworks pool the same array in the same process, interleaved (see ``common.py``);
-backward starts from the same random upstream gradient.
+Each framework pools the same array in child processes of its own (see ``common.py``);
+backward starts from the same random upstream gradient. Nothing here imports cnnlite or torch
+at the top: each child loads only its own framework.
 """
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as TF
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import cnnlite as cl  # noqa: E402
-from cnnlite import functional as F  # noqa: E402
-from common import geometric_mean, time_side_by_side, write_results  # noqa: E402
+import common  # noqa: E402
+from common import geometric_mean, ms  # noqa: E402
 
+# (name, input shape, window): a max pool's (kernel, stride, padding), or None for the global
+# average pool
 CASES = [
-    ("AlexNet pool1: max 3x3/2", (32, 96, 55, 55),
-     lambda x: F.max_pool2d(x, 3, 2), lambda x: TF.max_pool2d(x, 3, 2)),
-    ("AlexNet pool2: max 3x3/2", (32, 256, 27, 27),
-     lambda x: F.max_pool2d(x, 3, 2), lambda x: TF.max_pool2d(x, 3, 2)),
-    ("ResNet stem: max 3x3/2 pad 1", (32, 64, 112, 112),
-     lambda x: F.max_pool2d(x, 3, 2, 1), lambda x: TF.max_pool2d(x, 3, 2, 1)),
-    ("ResNet head: global avg", (32, 2048, 7, 7),
-     F.global_avg_pool2d, lambda x: TF.adaptive_avg_pool2d(x, 1)),
+    ("AlexNet pool1: max 3x3/2", (32, 96, 55, 55), (3, 2, 0)),
+    ("AlexNet pool2: max 3x3/2", (32, 256, 27, 27), (3, 2, 0)),
+    ("ResNet stem: max 3x3/2 pad 1", (32, 64, 112, 112), (3, 2, 1)),
+    ("ResNet head: global avg", (32, 2048, 7, 7), None),
 ]
+PASSES = ("forward", "fwd + bwd")
 
 NOTES = """
-Times are medians in milliseconds; ratio = cnnlite / PyTorch (below 1: cnnlite is faster).
+Times in milliseconds, the best of the rounds' medians (Method above); ratio = cnnlite /
+PyTorch (below 1: cnnlite is faster).
 "forward" runs without building a graph (`cl.no_grad()` / `torch.no_grad()`); "fwd + bwd" pools
 and back-propagates a fixed random upstream gradient into the input.
 
@@ -66,66 +63,91 @@ busy machine; at the sizes below both threads run.
 When the machine is shared (the development machine is: several engineers on 2 cores),
 both frameworks' 2 threads compete with other work and one descheduled thread stalls a whole
 call: ratios are then indicative only, absolute times even less. A rerun on a quiet machine
-is the figure to quote; the load average below says how quiet this one was.
+is the figure to quote; the load average under Method says how quiet this one was.
 """
 
 
-def time_case(ours, theirs, shape, repeats):
-    """Medians (s) of forward and forward + backward for cnnlite and PyTorch."""
+def make_inputs(shape, window):
+    """x and the upstream gradient of one case, float32, the same in every child."""
     rng = np.random.default_rng(0)
-    x = rng.standard_normal(shape).astype(np.float32)
-    x_ours, x_torch = cl.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
-    with cl.no_grad():
-        upstream = rng.standard_normal(ours(x_ours).shape).astype(np.float32)
-    upstream_torch = torch.from_numpy(upstream)
-
-    def ours_forward():
-        with cl.no_grad():
-            ours(x_ours)
-
-    def theirs_forward():
-        with torch.no_grad():
-            theirs(x_torch)
-
-    def ours_both():
-        x_ours.grad = None
-        ours(x_ours).backward(upstream)
-
-    def theirs_both():
-        x_torch.grad = None
-        theirs(x_torch).backward(upstream_torch)
-
-    forward = time_side_by_side(ours_forward, theirs_forward, repeats=repeats)
-    both = time_side_by_side(ours_both, theirs_both, repeats=repeats)
-    return forward, both
+    n, c, h, w = shape
+    if window is None:
+        out = (n, c, 1, 1)
+    else:
+        k, s, p = window
+        out = (n, c, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1)
+    return rng.standard_normal(shape, dtype=np.float32), rng.standard_normal(out, dtype=np.float32)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--output", default=str(Path(__file__).with_name("results_pool.md")))
-    args = parser.parse_args()
+def framework_steps(pooling, no_grad, leaf, upstream):
+    """{case: step} for one framework, given its pooling function for a window (``pooling``),
+    its ``no_grad`` context, and how it wraps x (``leaf``) and the upstream gradient."""
+    steps = {}
+    for name, shape, window in CASES:
+        x, gy = make_inputs(shape, window)
+        forward, both = case_steps(pooling(window), no_grad, leaf(x), upstream(gy))
+        steps[f"{name}: forward"], steps[f"{name}: fwd + bwd"] = forward, both
+    return steps
 
-    load_before = os.getloadavg()[0]
+
+def case_steps(pool, no_grad, x, gy):
+    """Forward alone (no graph built) and forward + backward, for one case."""
+    def forward():
+        with no_grad():
+            pool(x)
+
+    def forward_backward():
+        x.grad = None
+        pool(x).backward(gy)
+    return forward, forward_backward
+
+
+def cnnlite_steps():
+    import cnnlite as cl
+    from cnnlite import functional as F
+
+    def pooling(window):
+        return F.global_avg_pool2d if window is None else lambda x: F.max_pool2d(x, *window)
+    return framework_steps(pooling, cl.no_grad, lambda x: cl.tensor(x, requires_grad=True),
+                           lambda gy: gy)
+
+
+def torch_steps():
+    import torch
+    import torch.nn.functional as TF
+
+    def pooling(window):
+        if window is None:
+            return lambda x: TF.adaptive_avg_pool2d(x, 1)  # as torchvision's ResNet
+        return lambda x: TF.max_pool2d(x, *window)
+    return framework_steps(pooling, torch.no_grad,
+                           lambda x: torch.tensor(x, requires_grad=True), torch.from_numpy)
+
+
+def summarise(run):
+    """One row per layer, forward and forward + backward, and the geometric means."""
+    rows = []
+    for name, shape, _ in CASES:
+        row = [name, str(shape)]
+        for part in PASSES:
+            case = f"{name}: {part}"
+            row += [ms(run.best["cnnlite"][case]), ms(run.best["torch"][case]),
+                    f"{run.ratio('cnnlite', case):.2f}"]
+        rows.append(row)
+    means = [geometric_mean([run.ratio("cnnlite", f"{name}: {part}") for name, _, _ in CASES])
+             for part in PASSES]
+    rows.append(["geometric mean of the ratios", "", "", "", f"{means[0]:.2f}", "", "",
+                 f"{means[1]:.2f}"])
     header = ["layer", "input (N, C, H, W)", "forward cnnlite", "forward PyTorch", "ratio",
               "fwd + bwd cnnlite", "fwd + bwd PyTorch", "ratio"]
-    rows, ratios = [], []
-    for name, shape, ours, theirs in CASES:
-        (f_ours, f_torch), (b_ours, b_torch) = time_case(ours, theirs, shape, args.repeats)
-        ratios.append(b_ours / b_torch)
-        rows.append([name, str(shape), f"{f_ours * 1e3:.1f}", f"{f_torch * 1e3:.1f}",
-                     f"{f_ours / f_torch:.2f}", f"{b_ours * 1e3:.1f}", f"{b_torch * 1e3:.1f}",
-                     f"{b_ours / b_torch:.2f}"])
-        print(" | ".join(rows[-1]), flush=True)
-    rows.append(["geometric mean of the fwd + bwd ratios", "", "", "", "", "", "",
-                 f"{geometric_mean(ratios):.2f}"])
-    text = write_results(args.output, "Pooling: cnnlite vs PyTorch (float32, ms)", header, rows,
-                         NOTES + f"\n{args.repeats} interleaved repeats per figure, after 2 "
-                                 f"warm-up runs; 1-minute load average {load_before:.1f} "
-                                 f"before, {os.getloadavg()[0]:.1f} after "
-                                 f"({os.cpu_count()} cores).")
-    print(text)
+    return header, rows, NOTES
 
+
+SUITE = common.Suite(
+    "Pooling: cnnlite vs PyTorch (float32, ms)", Path(__file__).resolve(),
+    (common.Side("cnnlite", "cnnlite", "cnnlite", cnnlite_steps),
+     common.Side("torch", "PyTorch", "torch", torch_steps)),
+    summarise)
 
 if __name__ == "__main__":
-    main()
+    common.main(SUITE)
