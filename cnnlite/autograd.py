@@ -23,7 +23,7 @@ import itertools
 import weakref
 from dataclasses import dataclass
 
-from cnnlite import backend
+from cnnlite import backend, dtypes
 
 _grad_enabled = True
 
@@ -68,6 +68,18 @@ def _gpu_out_of_memory():
     return cupy_out_of_memory_type()
 
 
+def _from_host_allocation(error) -> bool:
+    """True for Python's and NumPy's own MemoryError; cnnlite's errors (which name the op
+    already) and other libraries' (cupy's is a MemoryError too) pass through as they are."""
+    return type(error) is MemoryError or type(error).__module__.startswith("numpy")
+
+
+def _host_out_of_memory_error(what, error):
+    """A MemoryError from NumPy, reworded with the op and its shapes."""
+    from cnnlite.memory import HostOutOfMemoryError
+    return HostOutOfMemoryError(f"{what}: {error}")
+
+
 def _out_of_memory_error(what, error):
     from cnnlite.cuda.memory import gpu_out_of_memory_error
     return gpu_out_of_memory_error(what, error)
@@ -87,6 +99,9 @@ class Function:
 
     generation = 0
     saved = None
+    #: What the op computes in (``cnnlite.dtypes``): FLOAT promotes bool and integer inputs and
+    #: refuses float16 and complex; NUMERIC (arithmetic, shapes) takes any real dtype.
+    dtypes = dtypes.FLOAT
 
     @property
     def name(self) -> str:
@@ -110,7 +125,7 @@ class Function:
 
         tensors = _as_tensors(inputs, self.name)
         _check_same_device(tensors, self.name)
-        xs = [t.data for t in tensors]
+        xs = dtypes.prepare(self.name, self.dtypes, [t.data for t in tensors])
         self.needs_input_grad = tuple(_grad_enabled and t.requires_grad for t in tensors)
         try:
             ys = self.forward(*xs)
@@ -123,6 +138,11 @@ class Function:
         except _gpu_out_of_memory() as error:
             raise _out_of_memory_error(f"{self.name} (forward, input shapes {_shapes(xs)})",
                                        error) from error
+        except MemoryError as error:  # NumPy's "Unable to allocate": add the op and shapes
+            if not _from_host_allocation(error):
+                raise
+            raise _host_out_of_memory_error(f"{self.name} (forward, input shapes "
+                                            f"{_shapes(xs)})", error) from error
         single = not isinstance(ys, tuple)
         ys = (ys,) if single else ys
 
@@ -200,6 +220,11 @@ class BackwardStep:
 
 
 def _initial_grad(root, grad):
+    """The upstream gradient ``root.backward(grad)`` starts from: ones for a scalar root, else
+    ``grad`` (a Tensor, an array or nested numbers) as real numbers of root's shape, in root's
+    dtype and on root's device."""
+    from cnnlite.errors import OpError
+
     xp = backend.array_module(root.data)
     if grad is None:
         if root.size != 1:
@@ -208,11 +233,21 @@ def _initial_grad(root, grad):
                 f"this one has shape {tuple(root.shape)}. Reduce it first (y.sum().backward()) "
                 f"or pass the upstream gradient: y.backward(grad) with grad of that shape.")
         return xp.ones_like(root.data)
-    grad = grad.data if hasattr(grad, "creator") else xp.asarray(grad, dtype=root.dtype)
+    grad = grad.data if hasattr(grad, "creator") else grad
+    if hasattr(grad, "shape") and backend.device_of(grad) != root.device:
+        raise backend.DeviceError(f"backward(): gradient on {backend.device_of(grad)} given for "
+                                  f"a tensor on {root.device}; move it with .to('{root.device}')")
+    try:
+        grad = xp.asarray(grad)
+    except (TypeError, ValueError) as error:
+        raise OpError(f"backward(): the gradient must be an array of numbers, got "
+                      f"{type(grad).__name__} ({error})") from None
+    if grad.dtype.kind not in "biuf":
+        raise OpError(f"backward(): the gradient must hold real numbers, got dtype {grad.dtype}")
     if grad.shape != root.shape:
-        raise ValueError(f"backward(): gradient of shape {tuple(grad.shape)} given for a tensor "
-                         f"of shape {tuple(root.shape)}; they must be equal")
-    return grad
+        raise OpError(f"backward(): gradient of shape {tuple(grad.shape)} given for a tensor "
+                      f"of shape {tuple(root.shape)}; they must be equal")
+    return grad.astype(root.dtype, copy=False)
 
 
 def _accumulate(grads, tensor, g):
@@ -221,11 +256,20 @@ def _accumulate(grads, tensor, g):
 
 
 def _finish_tensor_grad(tensor, g):
-    """Run hooks on a tensor's complete gradient; store it on leaves and retain_grad tensors."""
+    """Run hooks on a tensor's complete gradient; store it on leaves and retain_grad tensors.
+
+    A hook's result replaces the gradient only if it is one for this tensor: its shape, dtype
+    and device (as PyTorch asks), since it flows on into the backward kernels and the
+    optimisers, which read it element by element alongside the tensor.
+    """
+    from cnnlite.tensor import checked_gradient
+
     for hook in list(tensor._hooks.values()):
         replaced = hook(g)
         if replaced is not None:
-            g = replaced.data if hasattr(replaced, "creator") else replaced
+            name = getattr(hook, "__qualname__", type(hook).__name__)
+            g = checked_gradient(tensor, replaced, f"hook {name!r} of a tensor of shape "
+                                 f"{tensor.shape}", exact_dtype=True)
     if tensor.creator is None or tensor._retains_grad:
         tensor.grad = g if tensor.grad is None else tensor.grad + g
     return g
@@ -276,6 +320,11 @@ def iter_backward(root, grad=None, retain_graph=False):
         except _gpu_out_of_memory() as error:
             raise _out_of_memory_error(f"{function.name} (backward, gradient shapes "
                                        f"{_shapes(gys)})", error) from error
+        except MemoryError as error:
+            if not _from_host_allocation(error):
+                raise
+            raise _host_out_of_memory_error(f"{function.name} (backward, gradient shapes "
+                                            f"{_shapes(gys)})", error) from error
         gxs = gxs if isinstance(gxs, tuple) else (gxs,)
         _check_grad_inputs(function, gxs)
         if not retain_graph:

@@ -212,6 +212,8 @@ def cpu_threads(count: int | None):
     if count is None:
         yield
         return
+    from cnnlite.validate import integer
+    count = integer("cpu_threads", "count", count, minimum=1)
     import numba
     from threadpoolctl import threadpool_limits
 

@@ -232,6 +232,9 @@ def load(path) -> dict:
     where = os.fspath(path)
     if not os.path.exists(where):
         raise FileNotFoundError(f"checkpoint {where} does not exist")
+    if os.path.isdir(where):
+        raise CheckpointError(f"{where}: a folder, not a checkpoint file (a run writes "
+                              f"checkpoint.npz inside its --out folder)")
     try:
         if not _starts_like_an_npz(where):
             raise CheckpointError(f"{where}: not a cnnlite checkpoint, or a damaged one: the "

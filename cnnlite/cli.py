@@ -10,6 +10,11 @@ Every run writes into its ``--out`` folder: ``checkpoint.npz`` (after every epoc
 ``cnnlite.checkpoint``), ``curves.png`` (loss and accuracy per epoch) and ``results.json``
 (the history and the test accuracy). The last line printed is ``test accuracy: NN.N%``, measured
 on the data set's held-out test split, which training never sees.
+
+``cnnlite`` alone prints the help; ``cnnlite --version`` the version. Every error a user can
+cause (an option out of range, a missing or damaged data file or checkpoint, a GPU that is not
+there, a run that diverges) is one line on stderr, ``cnnlite COMMAND: error: ...``, and exit
+status 2, never a traceback.
 """
 from __future__ import annotations
 
@@ -26,10 +31,13 @@ from cnnlite import models, optim
 from cnnlite.backend import DeviceError, check_device, cpu_threads
 from cnnlite.checkpoint import CheckpointError, atomic_write
 from cnnlite.data import CIFAR10, MNIST, DataLoader, Digits, random_split, transforms
+from cnnlite.data.download import DataFileError
 from cnnlite.errors import OpError
 from cnnlite.info import format_report
 from cnnlite.models.lenet import upsample_nearest
+from cnnlite.nn import StateDictError
 from cnnlite.train import AnomalyError, History, evaluate, fit, seed_everything
+from cnnlite.validate import integer, real
 
 DATASETS = ("digits", "mnist", "cifar10")
 # Per-channel mean and standard deviation of the training images (in [0, 1]), for Normalize.
@@ -97,6 +105,7 @@ def load_datasets(name: str, target_size: tuple, data_root="data", download=Fals
     else:
         raise OpError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     channels = np.asarray(train_set[0][0]).shape[0]
+    val_fraction = real("load_datasets", "val_fraction", val_fraction, minimum=0.0, below=1.0)
     if val_fraction > 0:
         train_set, val_set = random_split(train_set, [1 - val_fraction, val_fraction],
                                           seed=VALIDATION_SPLIT_SEED)
@@ -160,6 +169,9 @@ def run_training(*, model="lenet5", dataset="digits", epochs=10, lr=0.05, batch_
     with cpu_threads(threads):
         started = time.perf_counter()
         out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise OpError(f"the output folder {out} is a file; name a folder (it is created "
+                          f"when missing)")
         check_device(device)  # before minutes of data loading, not after
         seed_everything(seed)
         augment_rng = np.random.default_rng(seed)
@@ -205,18 +217,28 @@ def run_demo(out="runs/demo", epochs=None, seed=0, progress=True) -> RunResult:
     return run_training(**settings)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error reported in one line (as cnnlite's other errors are)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from cnnlite import __version__
+
+    parser = _Parser(
         prog="cnnlite", description="cnnlite: a small, readable CNN framework for learning.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"cnnlite {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="train LeNet-5 on the 8x8 digits (the main job)",
                                description=run_demo.__doc__)
     demo.add_argument("--out", default="runs/demo", help="folder for the checkpoint, the "
                       "curves and results.json (default: %(default)s)")
     demo.add_argument("--epochs", type=int, default=DEMO_SETTINGS["epochs"],
-                      help="(default: %(default)s)")
-    demo.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+                      help="at least 1 (default: %(default)s)")
+    demo.add_argument("--seed", type=int, default=0, help="an int >= 0 (default: %(default)s)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     train = commands.add_parser("train", help="train a model on a data set")
@@ -226,23 +248,24 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder with the MNIST / CIFAR-10 files (default: %(default)s)")
     train.add_argument("--download", action="store_true",
                        help="download a missing MNIST / CIFAR-10 into --data-root")
-    train.add_argument("--epochs", type=int, default=10, help="(default: %(default)s)")
+    train.add_argument("--epochs", type=int, default=10, help="at least 1 (default: %(default)s)")
     train.add_argument("--lr", type=float, default=0.05, help="(default: %(default)s)")
-    train.add_argument("--batch-size", type=int, default=32, help="(default: %(default)s)")
+    train.add_argument("--batch-size", type=int, default=32,
+                       help="at least 1 (default: %(default)s)")
     train.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"))
     train.add_argument("--momentum", type=float, default=0.9, help="SGD's (default: %(default)s)")
     train.add_argument("--weight-decay", type=float, default=5e-4, help="(default: %(default)s)")
     train.add_argument("--schedule", default="cosine", choices=("none", "cosine", "linear"),
                        help="learning-rate policy over the whole run (default: %(default)s)")
     train.add_argument("--val-fraction", type=float, default=0.1,
-                       help="share of the training split used for validation (default: "
-                            "%(default)s)")
+                       help="share of the training split used for validation, in [0, 1) "
+                            "(default: %(default)s)")
     train.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     train.add_argument("--resume", default=None, metavar="PATH",
                        help="continue from this checkpoint; keep the other arguments as they "
                             "were (--epochs too: the schedule spans the whole run)")
     train.add_argument("--out", default="runs/train", help="(default: %(default)s)")
-    train.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    train.add_argument("--seed", type=int, default=0, help="an int >= 0 (default: %(default)s)")
     train.add_argument("--threads", type=int, default=None,
                        help="CPU threads for BLAS and the kernels (default: one per core; "
                             "1 is fastest for small models)")
@@ -256,16 +279,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What each numeric option must be, checked by cnnlite.validate before anything is loaded:
+# option -> (its words in a message, the check, its bounds).
+_OPTION_CHECKS = {
+    "epochs": ("the number of epochs", integer, dict(minimum=1)),
+    "seed": ("the seed", integer, dict(minimum=0, maximum=None)),
+    "batch_size": ("the batch size", integer, dict(minimum=1)),
+    "threads": ("the number of threads", integer, dict(minimum=1)),
+    "lr": ("the learning rate", real, dict(minimum=0.0)),
+    "momentum": ("the momentum", real, dict(minimum=0.0)),
+    "weight_decay": ("the weight decay", real, dict(minimum=0.0)),
+    "val_fraction": ("the validation fraction", real, dict(minimum=0.0, below=1.0)),
+}
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Raise ``OpError`` for the first numeric option out of its range, as
+    ``--epochs: the number of epochs must be >= 1, got 0``."""
+    for option, (words, check, bounds) in _OPTION_CHECKS.items():
+        value = getattr(args, option, None)
+        if value is not None:
+            check(f"--{option.replace('_', '-')}", words, value, **bounds)
+
+
+# The errors a user can cause (bad options, missing or damaged files, a GPU that is not there,
+# a diverging run, a batch too large for memory): reported in one line, exit status 2.
+USER_ERRORS = (CheckpointError, AnomalyError, DeviceError, OpError, DataFileError,
+               StateDictError, OSError, MemoryError)
+
+
+def _one_line(error: BaseException) -> str:
+    return "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+
+
 def main(argv=None) -> int:
-    """Run the command in ``argv`` (default: the command line); returns the exit status."""
-    args = build_parser().parse_args(argv)
+    """Run the command in ``argv`` (default: the command line); returns the exit status:
+    0 on success, 2 for any error the user can fix (one line on stderr, no traceback),
+    130 when interrupted. Without a command it prints the help."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
     try:
+        check_options(args)
         if args.command == "demo":
             run_demo(out=args.out, epochs=args.epochs, seed=args.seed,
                      progress=not args.no_progress)
         elif args.command == "train":
-            if not 0 <= args.val_fraction < 1:
-                raise OpError(f"--val-fraction must lie in [0, 1), got {args.val_fraction}")
             run_training(model=args.model, dataset=args.dataset, epochs=args.epochs,
                          lr=args.lr, batch_size=args.batch_size, optimizer=args.optimizer,
                          momentum=args.momentum, weight_decay=args.weight_decay,
@@ -278,13 +339,13 @@ def main(argv=None) -> int:
             print(format_report())
         else:
             print("\n".join(models.list_models()))
-    except (CheckpointError, AnomalyError, DeviceError, OpError, OSError) as error:
+    except USER_ERRORS as error:
         hint = (" (on the command line: --download)"
                 if isinstance(error, FileNotFoundError) and "download=True" in str(error) else "")
-        print(f"cnnlite {args.command}: error: {error}{hint}", file=sys.stderr)
-        return 1
+        print(f"cnnlite {args.command}: error: {_one_line(error)}{hint}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        saved = Path(args.out) / "checkpoint.npz"
+        saved = Path(getattr(args, "out", ".")) / "checkpoint.npz"
         how = (f"; continue with the same arguments and --resume {saved}"
                if args.command == "train" and saved.exists() else "")
         print(f"cnnlite {args.command}: interrupted{how}", file=sys.stderr)

@@ -10,3 +10,9 @@ class OpError(ValueError):
     """
 
     from_cnnlite = True
+
+
+class ArgumentTypeError(OpError, TypeError):
+    """An argument of the wrong kind (``True`` as a kernel size, ``1.5`` as a padding, a string
+    as a switch). Both a ``TypeError``, as Python raises for a wrong type, and an ``OpError``, so
+    that code catching either sees it."""

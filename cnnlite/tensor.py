@@ -12,6 +12,8 @@ import numbers
 import numpy as np
 
 from cnnlite import autograd, backend
+from cnnlite.errors import ArgumentTypeError, OpError
+from cnnlite.validate import boolean
 
 
 def _dtype_for(data):
@@ -78,6 +80,42 @@ def as_tensor(data, like=None, op_name="tensor"):
     return Tensor(array)
 
 
+def checked_gradient(tensor: "Tensor", grad, where: str, exact_dtype: bool = False):
+    """``grad`` as an array fit to be ``tensor``'s gradient, or an ``OpError`` naming ``where``.
+
+    A gradient is what the optimiser kernels read element by element alongside the tensor, so
+    it must be an array (a Tensor gives its ``.data``) of exactly the tensor's shape, on the
+    tensor's device, of a floating dtype; ``exact_dtype`` also asks for the tensor's own dtype
+    (a hook's result flows on into the backward kernels, which read it at that width).
+    Without these checks a gradient of 1 element for a parameter of 10**8 made the kernel read
+    far past its end.
+    """
+    if isinstance(grad, Tensor):
+        grad = grad.data
+    elif isinstance(grad, np.generic):
+        grad = np.asarray(grad)
+    if not (isinstance(grad, np.ndarray) or backend.is_cupy_array(grad)):
+        raise ArgumentTypeError(f"{where}: the gradient must be {_wanted(tensor, exact_dtype)}, "
+                                f"got {type(grad).__name__} {_short(grad)}")
+    if (grad.shape != tensor.data.shape or grad.dtype.kind != "f"
+            or (exact_dtype and grad.dtype != tensor.dtype) or not same_device(grad, tensor.data)):
+        raise OpError(f"{where}: the gradient must be {_wanted(tensor, exact_dtype)}, got "
+                      f"shape {tuple(grad.shape)}, dtype {grad.dtype} on "
+                      f"{backend.device_of(grad)}")
+    return grad
+
+
+def same_device(a, b) -> bool:
+    """Whether arrays ``a`` and ``b`` are on one device (cheap when both are of one type, as
+    on every step of a training loop)."""
+    return type(a) is type(b) or backend.device_of(a) == backend.device_of(b)
+
+
+def _wanted(tensor, exact_dtype: bool) -> str:
+    dtype = f" and dtype {tensor.dtype}" if exact_dtype else ""
+    return f"a floating-point array of shape {tensor.shape}{dtype} on {tensor.device}"
+
+
 class _HookHandle:
     def __init__(self, hooks, key):
         self._hooks, self._key = hooks, key
@@ -95,7 +133,9 @@ class Tensor:
         The values (NumPy on the CPU, CuPy on the GPU).
     grad : ndarray or None
         dL/d(this tensor), filled by ``backward()`` on leaves (and on tensors that called
-        ``retain_grad()``); accumulates over several ``backward()`` calls until reset.
+        ``retain_grad()``); accumulates over several ``backward()`` calls until reset. It may
+        be assigned: ``None``, or a floating-point array of this tensor's shape on its device
+        (its float width may differ: optimisers convert it to the parameter's).
     creator : Function or None
         The op that made this tensor; ``None`` for leaves (inputs, parameters).
     """
@@ -106,13 +146,14 @@ class Tensor:
     def __init__(self, data, requires_grad: bool = False, name=None):
         if not (isinstance(data, np.ndarray) or backend.is_cupy_array(data)):
             data = _as_array(data)
-        if requires_grad and data.dtype.kind not in "fc":
+        requires_grad = boolean("Tensor", "requires_grad", requires_grad)
+        if requires_grad and data.dtype.kind != "f":
             raise TypeError(f"only floating-point tensors can require grad, got dtype {data.dtype}")
         self.data = data
-        self.grad = None
+        self._grad = None
         self.creator = None
         self.generation = 0
-        self.requires_grad = bool(requires_grad)
+        self.requires_grad = requires_grad
         self.name = name
         self._version = 0
         self._retains_grad = False
@@ -188,6 +229,14 @@ class Tensor:
     __hash__ = object.__hash__
 
     # --- autograd --------------------------------------------------------------------------
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        self._grad = None if value is None else checked_gradient(self, value, "Tensor.grad")
+
     def backward(self, grad=None, retain_graph: bool = False):
         """Compute d(self)/d(leaf) for every leaf that requires grad, into ``leaf.grad``.
 
@@ -226,7 +275,8 @@ class Tensor:
         return _HookHandle(self._hooks, key)
 
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
-        if requires_grad and self.dtype.kind not in "fc":
+        requires_grad = boolean("requires_grad_", "requires_grad", requires_grad)
+        if requires_grad and self.dtype.kind != "f":
             raise TypeError(f"only floating-point tensors can require grad, got {self.dtype}")
         self.requires_grad = requires_grad
         return self

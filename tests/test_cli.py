@@ -96,7 +96,7 @@ def test_an_interrupted_run_resumed_ends_where_an_uninterrupted_one_ends(tmp_pat
 
 def test_resuming_from_a_missing_checkpoint_fails_with_a_message(tmp_path, capsys):
     missing = tmp_path / "nothing.npz"
-    assert main(train_args(tmp_path, "--resume", str(missing))) == 1
+    assert main(train_args(tmp_path, "--resume", str(missing))) == 2
     assert f"error: checkpoint {missing} does not exist" in capsys.readouterr().err
 
 
@@ -110,7 +110,7 @@ def test_resuming_from_a_corrupted_checkpoint_fails_clearly_and_overwrites_nothi
         checkpoint.save(saved, {"model": {"w": np.arange(2000.0)}, "epoch": 1})
         content = saved.read_bytes()[:1000]
     saved.write_bytes(content)
-    assert main(train_args(tmp_path, "--resume", str(saved))) == 1
+    assert main(train_args(tmp_path, "--resume", str(saved))) == 2
     err = capsys.readouterr().err
     assert re.search(f"^cnnlite train: error: {re.escape(str(saved))}: .*(damaged|corrupted)",
                      err, re.MULTILINE), err
@@ -130,7 +130,7 @@ def test_resuming_from_a_checkpoint_of_another_model_shape_fails_clearly_and_ove
     checkpoint.save(saved, state)
     content = saved.read_bytes()
     capsys.readouterr()
-    assert main(train_args(run, "--resume", str(saved))) == 1
+    assert main(train_args(run, "--resume", str(saved))) == 2
     err = capsys.readouterr().err
     assert f"cnnlite train: error: {saved}: the checkpoint does not fit the model" in err
     assert "features.0.weight: checkpoint (6, 3, 5, 5) vs model (6, 1, 5, 5)" in err
@@ -149,14 +149,14 @@ def test_the_learning_rate_option_reaches_the_optimiser(tmp_path, capsys):
 def test_detect_anomaly_names_the_first_layer_that_overflowed(tmp_path, capsys):
     """A learning rate of 1e20 blows the weights up after one step; without the option the
     error could only suggest it."""
-    assert main(train_args(tmp_path, "--lr", "1e20", "--detect-anomaly")) == 1
+    assert main(train_args(tmp_path, "--lr", "1e20", "--detect-anomaly")) == 2
     err = capsys.readouterr().err
     assert re.search(r"step \d+ .*the loss is nan; the first non-finite output in this step "
                      r"came from 'features\.\d+' \(\w+\)", err), err
 
 
 def test_a_missing_data_set_says_how_to_get_it(tmp_path, capsys):
-    assert main(train_args(tmp_path, "--dataset", "mnist", "--data-root", str(tmp_path))) == 1
+    assert main(train_args(tmp_path, "--dataset", "mnist", "--data-root", str(tmp_path))) == 2
     err = capsys.readouterr().err
     assert "MNIST: cannot find" in err and "--download" in err
 
@@ -164,13 +164,13 @@ def test_a_missing_data_set_says_how_to_get_it(tmp_path, capsys):
 def test_asking_for_a_gpu_that_is_not_there_fails_before_loading_data(tmp_path, capsys):
     if cl.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    assert main(train_args(tmp_path, "--device", "cuda")) == 1
+    assert main(train_args(tmp_path, "--device", "cuda")) == 2
     assert "device 'cuda' is not available" in capsys.readouterr().err
     assert not (tmp_path / "checkpoint.npz").exists()
 
 
 @pytest.mark.parametrize("argv", [["train", "--dataset", "imagenet"], ["train", "--model", "x"],
-                                  ["train", "--epochs", "many"], []])
+                                  ["train", "--epochs", "many"]])
 def test_bad_arguments_exit_with_status_2(argv):
     with pytest.raises(SystemExit) as info:
         main(argv)

@@ -323,16 +323,10 @@ BAD_CONV = [
     ((8, 1, 28, 28), (64, 3, 3, 3), None, {}, "C=3 = w.shape[1]*groups"),
     ((2, 3, 8, 8), (4, 1, 3, 3), None, {"groups": 2}, "divide both"),
     ((2, 4, 8, 8), (3, 2, 3, 3), None, {"groups": 2}, "divide both"),
-    ((2, 4, 8, 8), (4, 4, 3, 3), None, {"groups": 0}, "groups=0"),
-    ((2, 4, 8, 8), (4, 4, 3, 3), None, {"groups": 1.5}, "groups must be an int"),
     ((1, 1, 2, 2), (1, 1, 5, 5), None, {"padding": 1}, "kernel spans 5 pixels in height"),
     ((1, 1, 5, 9), (1, 1, 3, 3), None, {"dilation": (1, 5)}, "kernel spans 11 pixels in width"),
-    ((1, 1, 5, 5), (1, 1, 3, 3), None, {"stride": 0}, "stride=(0, 0)"),
-    ((1, 1, 5, 5), (1, 1, 3, 3), None, {"stride": (1, -2)}, "stride=(1, -2)"),
-    ((1, 1, 5, 5), (1, 1, 3, 3), None, {"dilation": 0}, "dilation=(0, 0)"),
-    ((1, 1, 5, 5), (1, 1, 3, 3), None, {"padding": -1}, "padding=(-1, -1)"),
-    ((1, 1, 5, 5), (1, 1, 3, 3), None, {"stride": (1, 2, 3)}, "pair of ints"),
-    ((1, 1, 5, 5), (1, 1, 3, 3), None, {"padding": 1.5}, "pair of ints"),
+    ((1, 0, 5, 5), (1, 0, 3, 3), None, {}, "every size but the batch size N must be >= 1"),
+    ((1, 1, 5, 5), (1, 1, 0, 0), None, {}, "every size but the batch size N must be >= 1"),
     ((1, 1, 5, 5), (4, 1, 3, 3), (3,), {}, "bias of shape (4,)"),
     ((1, 1, 5, 5), (4, 1, 3, 3), (4, 1), {}, "got bias (4, 1)"),
 ]
@@ -349,6 +343,23 @@ def test_conv2d_refuses_bad_input(x_shape, w_shape, b_shape, kwargs, fragment):
     assert message.startswith("conv2d: ")
     assert f"x {x_shape}" in message and f"w {w_shape}" in message
     assert fragment in message
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"groups": 0}, "groups must be >= 1, got 0"),
+    ({"groups": 1.5}, "groups must be an int"),
+    ({"stride": 0}, "stride[0] must be >= 1, got 0"),
+    ({"stride": (1, -2)}, "stride[1] must be >= 1, got -2"),
+    ({"dilation": 0}, "dilation[0] must be >= 1, got 0"),
+    ({"padding": -1}, "padding[0] must be >= 0, got -1"),
+    ({"stride": (1, 2, 3)}, "pair of ints"),
+    ({"padding": 1.5}, "pair of ints"),
+])
+def test_conv2d_refuses_bad_arguments_by_name(kwargs, fragment):
+    """The words of cnnlite.validate, shared with nn.Conv2d (tests/test_bad_input_ops.py)."""
+    with pytest.raises(cl.OpError) as error:
+        F.conv2d(cl.tensor(np.ones((2, 4, 8, 8))), cl.tensor(np.ones((4, 4, 3, 3))), **kwargs)
+    assert str(error.value).startswith("conv2d: ") and fragment in str(error.value)
 
 
 @pytest.mark.parametrize("x_shape, w_shape, b_shape, fragment", [

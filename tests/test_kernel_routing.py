@@ -192,10 +192,13 @@ def test_f_dropout_draws_one_seed_from_its_generator(path):
     np.testing.assert_array_equal(y.data, x * expected_mask(seed, 0.4, x.shape, x.dtype))
 
 
-def test_f_dropout_refuses_integers():
-    with pytest.raises(cl.OpError, match=r"dropout: expected a floating-point x, got int64 x "
-                                         r"\(2, 3\)"):
-        F.dropout(cl.tensor(np.ones((2, 3), dtype=np.int64)), 0.5)
+def test_f_dropout_drops_integers_as_the_same_values_in_float32():
+    """The dtype policy (cnnlite.dtypes) promotes integers; the mask is the same."""
+    x = np.arange(6).reshape(2, 3)
+    y = F.dropout(cl.tensor(x), 0.5, rng=np.random.default_rng(11))
+    expected = F.dropout(cl.tensor(x.astype(np.float32)), 0.5, rng=np.random.default_rng(11))
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y.data, expected.data)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,9 +340,12 @@ def test_ops_give_the_same_values_and_gradients_on_both_paths(dtype):
 @pytest.mark.parametrize("op", [F.softmax, F.log_softmax,
                                 lambda x: F.cross_entropy(x, [0, 1])],
                          ids=["softmax", "log_softmax", "cross_entropy"])
-def test_softmaxes_refuse_integers(op):
-    with pytest.raises(cl.OpError, match=r"expected a floating-point input, got int64 \(2, 3\)"):
-        op(cl.tensor(np.ones((2, 3), dtype=np.int64)))
+def test_softmaxes_compute_integers_as_the_same_values_in_float32(op):
+    """The dtype policy (cnnlite.dtypes) promotes integers to float32."""
+    values = np.arange(6).reshape(2, 3) % 2
+    got = op(cl.tensor(values))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got.data, op(cl.tensor(values.astype(np.float32))).data)
 
 
 # ---------------------------------------------------------------------------------------------

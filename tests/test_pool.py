@@ -506,11 +506,12 @@ BAD_CALLS = [
      r"\(3, 4, 4\)"),
     ("stochastic_pool2d", lambda: F.stochastic_pool2d(cl.tensor(np.ones((3, 4, 4))), 2),
      r"\(3, 4, 4\)"),
-    ("max_pool2d", lambda: F.max_pool2d(x4, 2, stride=0), r"stride \(0, 0\).*\(1, 3, 4, 4\)"),
+    ("max_pool2d", lambda: F.max_pool2d(x4, 2, stride=0), r"stride\[0\] must be >= 1, got 0"),
     ("avg_pool2d", lambda: F.avg_pool2d(x4, 2, stride=(1, -1)),
-     r"stride \(1, -1\).*\(1, 3, 4, 4\)"),
-    ("stochastic_pool2d", lambda: F.stochastic_pool2d(x4, 2, stride=0), r"\(1, 3, 4, 4\)"),
-    ("max_pool2d", lambda: F.max_pool2d(x4, 3, padding=2), r"padding \(2, 2\).*\(1, 3, 4, 4\)"),
+     r"stride\[1\] must be >= 1, got -1"),
+    ("stochastic_pool2d", lambda: F.stochastic_pool2d(x4, 2, stride=0), r"stride\[0\]"),
+    ("max_pool2d", lambda: F.max_pool2d(x4, 3, padding=2),
+     r"padding \(2, 2\) for kernel_size \(3, 3\)"),
     ("avg_pool2d", lambda: F.avg_pool2d(x4, 2, padding=(0, 2)), r"padding \(0, 2\)"),
     ("max_pool2d", lambda: F.max_pool2d(x4, 7, padding=1), r"\(7, 7\).*\(6, 6\).*\(1, 3, 4, 4\)"),
     ("avg_pool2d", lambda: F.avg_pool2d(x4, (5, 2)), r"\(5, 2\).*\(1, 3, 4, 4\)"),
@@ -518,39 +519,30 @@ BAD_CALLS = [
     ("stochastic_pool2d", lambda: F.stochastic_pool2d(-x4, 2), r"non-negative.*\(1, 3, 4, 4\)"),
     ("stochastic_pool2d", lambda: F.stochastic_pool2d(x4 - 2, 2, training=False),
      r"non-negative.*\(1, 3, 4, 4\)"),
-    ("adaptive_avg_pool2d", lambda: F.adaptive_avg_pool2d(x4, 0), r"\(1, 3, 4, 4\)"),
-    ("max_pool2d", lambda: F.max_pool2d(x4, 2.5), r"kernel_size.*\(1, 3, 4, 4\)"),
+    ("adaptive_avg_pool2d", lambda: F.adaptive_avg_pool2d(x4, 0), r"output_size\[0\] must be"),
+    ("max_pool2d", lambda: F.max_pool2d(x4, 2.5), r"kernel_size must be an int"),
     ("spatial_pyramid_pool2d", lambda: F.spatial_pyramid_pool2d(x4, mode="sum"),
-     r"'sum'.*\(1, 3, 4, 4\)"),
+     r"mode must be 'max' or 'avg', got 'sum'"),
     ("spatial_pyramid_pool2d", lambda: F.spatial_pyramid_pool2d(cl.tensor(np.ones((3, 4, 4)))),
      r"\(3, 4, 4\)"),
     ("spatial_pyramid_pool2d", lambda: F.spatial_pyramid_pool2d(x4, levels=(1, 0)),
-     r"levels.*\(1, 0\).*\(1, 3, 4, 4\)"),
+     r"levels\[1\] must be >= 1, got 0"),
     ("spatial_pyramid_pool2d", lambda: F.spatial_pyramid_pool2d(x4, levels=()),
-     r"levels.*\(1, 3, 4, 4\)"),
+     r"levels must be a non-empty sequence"),
     ("spatial_pyramid_pool2d", lambda: F.spatial_pyramid_pool2d(x4, levels=4),
-     r"levels.*4.*\(1, 3, 4, 4\)"),
-    ("spatial_pyramid_pool2d",
-     lambda: F.spatial_pyramid_pool2d(cl.tensor(np.ones((1, 3, 4, 4), dtype=np.int64)), mode="avg"),
-     r"int64.*\(1, 3, 4, 4\)"),
+     r"levels must be a non-empty sequence of ints, got int 4"),
     ("max_avg_pool2d", lambda: F.max_avg_pool2d(cl.tensor(np.ones((3, 4, 4))), 2), r"\(3, 4, 4\)"),
-    ("max_avg_pool2d", lambda: F.max_avg_pool2d(x4, 2, stride=0),
-     r"stride \(0, 0\).*\(1, 3, 4, 4\)"),
+    ("max_avg_pool2d", lambda: F.max_avg_pool2d(x4, 2, stride=0), r"stride\[0\] must be >= 1"),
     ("max_avg_pool2d", lambda: F.max_avg_pool2d(x4, 5), r"\(5, 5\).*\(1, 3, 4, 4\)"),
-    ("max_avg_pool2d",
-     lambda: F.max_avg_pool2d(cl.tensor(np.ones((1, 3, 4, 4), dtype=np.int64)), 2),
-     r"int64.*\(1, 3, 4, 4\)"),
-    ("avg_pool2d", lambda: F.avg_pool2d(cl.tensor(np.ones((1, 3, 4, 4), dtype=np.int64)), 2),
-     r"int64.*\(1, 3, 4, 4\)"),
-    ("global_avg_pool2d", lambda: F.global_avg_pool2d(cl.tensor(np.ones((1, 3, 4, 4), dtype=int))),
-     r"\(1, 3, 4, 4\)"),
 ]
 
 
-@pytest.mark.parametrize("op, call, shapes", BAD_CALLS,
+@pytest.mark.parametrize("op, call, fragment", BAD_CALLS,
                          ids=[f"{op}-{i}" for i, (op, _, _) in enumerate(BAD_CALLS)])
-def test_bad_input_raises_op_error_naming_op_and_shapes(op, call, shapes):
-    with pytest.raises(cl.OpError, match=f"^{op}: .*{shapes}"):
+def test_bad_input_raises_op_error_naming_op_and_shapes_or_argument(op, call, fragment):
+    """A bad input names the op and the shapes; a bad argument the op, the argument and its
+    value (the same words as the layer's: tests/test_bad_input_ops.py)."""
+    with pytest.raises(cl.OpError, match=f"^{op}: .*{fragment}"):
         call()
 
 

@@ -7,35 +7,43 @@ compilation pause on first use for little gain.
 """
 import numpy as np
 
+from cnnlite.reference import contracts
+
 
 def relu_forward(x):
     """y = max(0, x)"""
+    contracts.relu_forward(x)
     return np.maximum(x, 0)
 
 
 def relu_backward(x, gy):
     """dy/dx = [x > 0]"""
+    contracts.relu_backward(x, gy)
     return np.where(x > 0, gy, 0)
 
 
 def leaky_relu_forward(x, negative_slope):
     """y = x if x > 0 else negative_slope * x"""
+    contracts.leaky_relu_forward(x, negative_slope)
     return np.where(x > 0, x, negative_slope * x)
 
 
 def leaky_relu_backward(x, gy, negative_slope):
     """dy/dx = 1 if x > 0 else negative_slope"""
+    contracts.leaky_relu_backward(x, gy, negative_slope)
     return np.where(x > 0, gy, negative_slope * gy)
 
 
 def elu_forward(x, alpha):
     """y = x if x > 0 else alpha * (e^x - 1)"""
+    contracts.elu_forward(x, alpha)
     # Clamping at 0 keeps expm1 of large positive x (unused by the where) from overflowing.
     return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
 
 
 def elu_backward(x, gy, alpha):
     """dy/dx = 1 if x > 0 else alpha * e^x"""
+    contracts.elu_backward(x, gy, alpha)
     return np.where(x > 0, gy, gy * alpha * np.exp(np.minimum(x, 0)))
 
 
@@ -45,22 +53,26 @@ def sigmoid_forward(x):
     With e = e^-|x| both branches share one exponential: 1 / (1 + e) for x >= 0 and
     e / (1 + e) for x < 0.
     """
+    contracts.sigmoid_forward(x)
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1, e) / (1 + e)
 
 
 def sigmoid_backward(y, gy):
     """dy/dx = y (1 - y)"""
+    contracts.sigmoid_backward(y, gy)
     return gy * y * (1 - y)
 
 
 def tanh_forward(x):
     """y = tanh(x)"""
+    contracts.tanh_forward(x)
     return np.tanh(x)
 
 
 def tanh_backward(y, gy):
     """dy/dx = 1 - y^2"""
+    contracts.tanh_backward(y, gy)
     return gy * (1 - y * y)
 
 

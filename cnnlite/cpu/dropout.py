@@ -10,7 +10,8 @@ import numba
 import numpy as np
 
 from cnnlite.cpu.parallel import serial_when_small
-from cnnlite.reference.dropout import GOLDEN_GAMMA, MIX1, MIX2, check_probability
+from cnnlite.reference import contracts
+from cnnlite.reference.dropout import GOLDEN_GAMMA, MIX1, MIX2
 
 _GOLDEN_GAMMA = np.uint64(GOLDEN_GAMMA)
 _MIX1 = np.uint64(MIX1)
@@ -35,7 +36,7 @@ def _dropout_into(x, p, seed, scale, y, mask):
 
 def dropout_forward(x, p, seed):
     """x: any shape -> y, mask: x's shape and dtype."""
-    check_probability(p, x)
+    contracts.dropout_forward(x, p, seed)
     y = np.empty(x.shape, dtype=x.dtype)
     mask = np.empty(x.shape, dtype=x.dtype)
     scale = x.dtype.type(1 / (1 - p) if p < 1 else 0)

@@ -23,7 +23,9 @@ defines the column layout col: (C*kh*kw, N*OH*OW), row (c*kh + i)*kw + j, column
 import numpy as np
 from numba import njit, prange
 
+from cnnlite import memory
 from cnnlite.cpu.parallel import serial_when_small
+from cnnlite.reference import contracts
 from cnnlite.reference.conv import output_size
 
 
@@ -108,17 +110,21 @@ def _geometry(x_shape, kh, kw, stride, padding, dilation):
 
 def im2col(x, kh, kw, stride, padding, dilation):
     """x: (N, C, H, W) -> col: (C*kh*kw, N*OH*OW); see ``cnnlite.reference.conv.im2col``."""
+    contracts.im2col(x, kh, kw, stride, padding, dilation)
     N, C = x.shape[:2]
     geometry = _geometry(x.shape, kh, kw, stride, padding, dilation)
     OH, OW = geometry[-2:]
+    shape = (C * kh * kw, N * OH * OW)
+    memory.check_allocation("im2col", "column matrix", shape, x.dtype)
     # The kernel copies only the entries inside the input; the padding entries stay 0.
-    col = np.zeros((C * kh * kw, N * OH * OW), dtype=x.dtype)
+    col = np.zeros(shape, dtype=x.dtype)
     _im2col(x, col, geometry)
     return col
 
 
 def col2im(col, x_shape, kh, kw, stride, padding, dilation):
     """col: (C*kh*kw, N*OH*OW) -> x: x_shape; see ``cnnlite.reference.conv.col2im``."""
+    contracts.col2im(col, x_shape, kh, kw, stride, padding, dilation)
     geometry = _geometry(x_shape, kh, kw, stride, padding, dilation)
     x = np.zeros(tuple(x_shape), dtype=col.dtype)
     _col2im(col, x, geometry)

@@ -20,7 +20,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from cnnlite import memory
 from cnnlite.cpu.parallel import serial_when_small
+from cnnlite.reference import contracts
 
 
 def _kernel(function):
@@ -38,9 +40,19 @@ def _kernel(function):
 # Batch normalisation.
 
 
-@_kernel
 def batch_norm_statistics(x):
-    """Mean and biased variance of every channel.  x: (N, C, L) -> mean (C,), var (C,).
+    """Mean and biased variance of every channel.  x: (N, C, L) -> mean (C,), var (C,); NaN
+    for an empty batch (M = 0), which has no statistics."""
+    contracts.batch_norm_statistics(x)
+    N, C, L = x.shape
+    if N * L == 0:
+        return np.full(C, np.nan, dtype=x.dtype), np.full(C, np.nan, dtype=x.dtype)
+    return _batch_norm_statistics(x)
+
+
+@_kernel
+def _batch_norm_statistics(x):
+    """Mean and biased variance of every channel, M = N * L >= 1 values each.
 
     One pass: sum(d) and sum(d^2) with d = x - shift give mean = shift + sum(d) / M and
     var = sum(d^2) / M - (sum(d) / M)^2. The shift is one of the channel's own values, so d is
@@ -68,6 +80,8 @@ def batch_norm_statistics(x):
 
 def batch_norm_forward(x, mean, inv_std, weight, bias):
     """y[n, c, l] = (x[n, c, l] - mean[c]) * inv_std[c] * weight[c] + bias[c]."""
+    contracts.batch_norm_forward(x, mean, inv_std, weight, bias)
+    memory.check_allocation("batch_norm_forward", "output", x.shape, x.dtype)
     y = np.empty_like(x)
     _batch_norm_forward_into(x, mean, inv_std, weight, bias, y)
     return y
@@ -85,8 +99,14 @@ def _batch_norm_forward_into(x, mean, inv_std, weight, bias, y):
             y[n, c, l] = (x[n, c, l] - channel_mean) * scale + shift
 
 
-@_kernel
 def batch_norm_grad_statistics(gy, x, mean, inv_std):
+    """grad_bias = sum(gy) and grad_weight = sum(gy * x_hat) per channel: (C,) each."""
+    contracts.batch_norm_grad_statistics(gy, x, mean, inv_std)
+    return _batch_norm_grad_statistics(gy, x, mean, inv_std)
+
+
+@_kernel
+def _batch_norm_grad_statistics(gy, x, mean, inv_std):
     """grad_bias = sum(gy) and grad_weight = sum(gy * x_hat) per channel, in one pass."""
     N, C, L = x.shape
     grad_bias = np.empty(C, dtype=gy.dtype)
@@ -108,8 +128,10 @@ def batch_norm_grad_statistics(gy, x, mean, inv_std):
 def batch_norm_backward(gy, x, mean, inv_std, weight, grad_weight, grad_bias):
     """gx = weight * inv_std / M * (M * gy - grad_bias - x_hat * grad_weight), per channel
     folded into gx = a * gy - b * (x - mean) - d with three constants."""
+    contracts.batch_norm_backward(gy, x, mean, inv_std, weight, grad_weight, grad_bias)
     gx = np.empty_like(gy)
-    _batch_norm_backward_into(gy, x, mean, inv_std, weight, grad_weight, grad_bias, gx)
+    if gx.size:  # the constants divide by M = N * L
+        _batch_norm_backward_into(gy, x, mean, inv_std, weight, grad_weight, grad_bias, gx)
     return gx
 
 
@@ -146,6 +168,9 @@ def _negative_power(d, beta):
 
 def lrn_forward(x, size, coefficient, beta, k):
     """y, denom, factor = LRN of x across channels (see the reference for the formula)."""
+    contracts.lrn_forward(x, size, coefficient, beta, k)
+    memory.check_allocation("lrn_forward", "output, denominator and factor", x.shape, x.dtype,
+                            x.dtype, x.dtype)
     y, denom, factor = np.empty_like(x), np.empty_like(x), np.empty_like(x)
     _lrn_forward_into(x, size, coefficient, beta, k, y, denom, factor)
     return y, denom, factor
@@ -185,6 +210,7 @@ def lrn_backward(gy, x, denom, factor, size, coefficient, beta):
     where the sum runs over the output channels c whose window holds j: c = j - (size-1)//2 ..
     j + size//2, the forward window mirrored (the same one when size is odd).
     """
+    contracts.lrn_backward(gy, x, denom, factor, size, coefficient, beta)
     gx = np.empty_like(gy)
     _lrn_backward_into(gy, x, denom, factor, size, coefficient, beta, gx)
     return gx

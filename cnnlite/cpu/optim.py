@@ -14,7 +14,7 @@ import numba
 import numpy as np
 
 from cnnlite.cpu.parallel import serial_when_small
-from cnnlite.reference.optim import check_in_place
+from cnnlite.reference import contracts
 
 
 @serial_when_small
@@ -53,7 +53,8 @@ def _flat(array):
 def sgd_momentum_update(param, grad, momentum_buffer, lr, momentum=0.0, dampening=0.0,
                         weight_decay=0.0, nesterov=False, first_step=False):
     """SGD step in place (``first_step``: the buffer starts as the gradient)."""
-    check_in_place("sgd_momentum_update", param, ("momentum_buffer", momentum_buffer))
+    contracts.sgd_momentum_update(param, grad, momentum_buffer, lr, momentum, dampening,
+                                  weight_decay, nesterov, first_step)
     real = param.dtype.type
     grad = np.ascontiguousarray(grad, dtype=param.dtype)
     _sgd_momentum_into(_flat(param), _flat(grad), _flat(momentum_buffer), real(lr),
@@ -64,7 +65,8 @@ def sgd_momentum_update(param, grad, momentum_buffer, lr, momentum=0.0, dampenin
 def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
                 weight_decay=0.0):
     """Adam step number ``step`` (1 for the first) in place."""
-    check_in_place("adam_update", param, ("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq))
+    contracts.adam_update(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps,
+                          weight_decay)
     real = param.dtype.type
     grad = np.ascontiguousarray(grad, dtype=param.dtype)
     step_size = real(lr / (1 - beta1**step))

@@ -9,6 +9,7 @@ CUDA kernels, and rounded to the input's dtype once.
 """
 import numpy as np
 
+from cnnlite.reference import contracts
 from cnnlite.reference.softmax import class_rows, rows
 
 
@@ -22,17 +23,20 @@ def _log_softmax_rows(x3):
 
 def log_softmax_forward(x, axis):
     """y_k = (x_k - m) - log(sum_j e^(x_j - m)) along ``axis``."""
+    contracts.log_softmax_forward(x, axis)
     return _log_softmax_rows(x.reshape(rows("log_softmax", x.shape, axis))).reshape(x.shape)
 
 
 def softmax_forward(x, axis):
     """y_k = e^(x_k - m) / sum_j e^(x_j - m) along ``axis``."""
+    contracts.softmax_forward(x, axis)
     y = _log_softmax_rows(x.reshape(rows("softmax", x.shape, axis)))
     return np.exp(y, out=y).reshape(x.shape)
 
 
 def softmax_backward(y, gy, axis):
     """gx_k = y_k (gy_k - sum_j gy_j y_j) along ``axis``."""
+    contracts.softmax_backward(y, gy, axis)
     shape = rows("softmax_backward", y.shape, axis)
     y3, gy3 = y.reshape(shape), gy.reshape(shape)
     dot = (gy3 * y3).sum(axis=1, keepdims=True, dtype=np.float64).astype(gy.dtype)
@@ -41,6 +45,7 @@ def softmax_backward(y, gy, axis):
 
 def log_softmax_backward(y, gy, axis):
     """gx_k = gy_k - e^(y_k) sum_j gy_j along ``axis``."""
+    contracts.log_softmax_backward(y, gy, axis)
     shape = rows("log_softmax_backward", y.shape, axis)
     y3, gy3 = y.reshape(shape), gy.reshape(shape)
     total = gy3.sum(axis=1, keepdims=True, dtype=np.float64).astype(gy.dtype)
@@ -50,6 +55,7 @@ def log_softmax_backward(y, gy, axis):
 def cross_entropy_forward(logits, target, label_smoothing=0.0):
     """loss = -(1 - eps) log p_target - eps / K sum_k log p_k per row.
     logits: (N, K, ...), target: (N, ...) -> loss: (N, ...), log_probs: logits' shape."""
+    contracts.cross_entropy_forward(logits, target, label_smoothing)
     N, K, inner = class_rows("cross_entropy", logits.shape, target)
     log_probs = _log_softmax_rows(logits.reshape(N, K, inner))
     picked = np.take_along_axis(log_probs, target.reshape(N, 1, inner), axis=1)
@@ -62,6 +68,7 @@ def cross_entropy_forward(logits, target, label_smoothing=0.0):
 def cross_entropy_backward(log_probs, target, gloss, label_smoothing=0.0):
     """glogits = (p - q) * gloss, p = e^(log_probs), q = (1 - eps) one_hot(target) + eps / K;
     ``gloss`` broadcasts to target's shape."""
+    contracts.cross_entropy_backward(log_probs, target, gloss, label_smoothing)
     N, K, inner = class_rows("cross_entropy_backward", log_probs.shape, target)
     dtype = log_probs.dtype
     glogits = np.exp(log_probs.reshape(N, K, inner))

@@ -45,7 +45,9 @@ of ``cnnlite.reference.conv``; the tests prove both equal.
 import numpy as np
 from numba import njit, prange
 
+from cnnlite import memory
 from cnnlite.cpu.parallel import serial_when_small
+from cnnlite.reference import contracts
 
 #: The matrices of F(2x2, 3x3). The tile kernels below have B and A written out as sums
 #: (``_bt`` ...); the filter transforms, small enough for NumPy, multiply by G.
@@ -197,7 +199,7 @@ _output_transform_grad = serial_when_small(_output_transform_grad_kernel, c_orde
 _input_transform_grad = serial_when_small(_input_transform_grad_kernel, c_order=False)
 
 
-def _sixteen_planes(channels, count, dtype):
+def _sixteen_planes(op, channels, count, dtype):
     """An empty (16, channels, count) array whose 16 planes do not start 4 KiB apart.
 
     The transforms write one value into each of the 16 planes per tile. Planes of a
@@ -206,9 +208,10 @@ def _sixteen_planes(channels, count, dtype):
     reload of one of those 16 stores and waits ("4K aliasing"): the input transform of
     ``benchmarks/bench_conv.py``'s first layer ran 26 ms instead of 3.7 ms. A 64-byte gap after
     each plane moves them apart. BLAS takes such arrays as they are: each plane is an ordinary
-    matrix.
+    matrix. ``op`` names the kernel if the array would not fit in memory.
     """
     size = channels * count
+    memory.check_allocation(op, "transformed tiles", (16, channels, count), dtype)
     gap = 64 // np.dtype(dtype).itemsize
     return np.empty((16, size + gap), dtype=dtype)[:, :size].reshape(16, channels, count)
 
@@ -223,6 +226,7 @@ def filter_transform(w):
 
     Two tensordots (each one GEMM over all the filters at once): g G^T, then G (g G^T).
     """
+    contracts.winograd_filter(w)
     Gw = G.astype(w.dtype)
     gGt = np.tensordot(w, Gw, axes=([3], [1]))            # (O, C, 3, 4b)
     U = np.tensordot(Gw, gGt, axes=([1], [2]))            # (4a, O, C, 4b)
@@ -231,6 +235,7 @@ def filter_transform(w):
 
 def filter_transform_grad(dU):
     """dU: (16, O, C) -> dL/dw: (O, C, 3, 3) = G^T dU G, the adjoint of ``filter_transform``."""
+    contracts.winograd_filter_grad(dU)
     Gd = G.astype(dU.dtype)
     GtdU = np.tensordot(Gd, dU.reshape(4, 4, *dU.shape[1:]), axes=([0], [0]))  # (3i, 4b, O, C)
     dw = np.tensordot(GtdU, Gd, axes=([1], [0]))          # (3i, O, C, 3j)
@@ -244,16 +249,18 @@ def input_transform(x, padding):
     (ph, pw) zeros on the top and left, and on the bottom and right as many as the whole
     tiles need (those beyond the convolution's own padding only feed outputs cut away).
     """
+    contracts.winograd_input(x, padding)
     N, C, H, W = x.shape
     ph, pw = padding
     TH, TW = tiles(H + 2 * ph - 2, W + 2 * pw - 2)
-    V = _sixteen_planes(C, N * TH * TW, x.dtype)
+    V = _sixteen_planes("winograd_input", C, N * TH * TW, x.dtype)
     _input_transform(np.ascontiguousarray(x), V, ph, pw, TH, TW)
     return V
 
 
 def output_transform(M, bias, y):
     """M: (16, O, P) -> y: (N, O, OH, OW), written in place, adding bias: (O,)."""
+    contracts.winograd_output(M, bias, y)
     TH, TW = tiles(*y.shape[2:])
     _output_transform(M, bias, y, TH, TW)
     return y
@@ -261,9 +268,10 @@ def output_transform(M, bias, y):
 
 def output_transform_grad(gy):
     """gy: (N, O, OH, OW) -> dM: (16, O, P), the adjoint of ``output_transform``."""
+    contracts.winograd_output_grad(gy)
     N, O, OH, OW = gy.shape
     TH, TW = tiles(OH, OW)
-    dM = _sixteen_planes(O, N * TH * TW, gy.dtype)
+    dM = _sixteen_planes("winograd_output_grad", O, N * TH * TW, gy.dtype)
     # C order first: the gradient of .sum(), for one, arrives as a broadcast view
     _output_transform_grad(np.ascontiguousarray(gy), dM, TH, TW)
     return dM
@@ -271,6 +279,7 @@ def output_transform_grad(gy):
 
 def input_transform_grad(dV, gx, padding):
     """dV: (16, C, P) -> gx: (N, C, H, W), written in place: the adjoint of ``input_transform``."""
+    contracts.winograd_input_grad(dV, gx, padding)
     TH, TW = tiles(gx.shape[2] + 2 * padding[0] - 2, gx.shape[3] + 2 * padding[1] - 2)
     _input_transform_grad(dV, gx, *padding, TH, TW)
     return gx

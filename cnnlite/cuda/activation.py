@@ -9,12 +9,14 @@ from __future__ import annotations
 from cnnlite import backend
 from cnnlite.cuda.memory import reports_out_of_memory
 from cnnlite.cuda.module import float_dtype, int64s, kernel_function, launch
+from cnnlite.reference import contracts
 
 
 def _forward(name, x, *parameters):
     """y = kernel(x) element by element; ``parameters`` are passed as the kernel's type T."""
     xp = backend.array_module(x)
     dtype = float_dtype(name, x)
+    getattr(contracts, name)(x, *parameters)
     x = xp.ascontiguousarray(x)
     y = xp.empty(x.shape, dtype=dtype)
     launch(kernel_function("activation", name, dtype, x), x.size,
@@ -26,6 +28,7 @@ def _backward(name, x_or_y, gy, *parameters):
     """gx = gy * dy/dx element by element, the derivative written in x or y."""
     xp = backend.array_module(gy)
     dtype = float_dtype(name, gy)
+    getattr(contracts, name)(x_or_y, gy, *parameters)
     gy = xp.ascontiguousarray(gy)
     x_or_y = xp.ascontiguousarray(x_or_y, dtype=dtype)
     gx = xp.empty(gy.shape, dtype=dtype)

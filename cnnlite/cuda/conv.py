@@ -9,7 +9,7 @@ from __future__ import annotations
 from cnnlite import backend
 from cnnlite.cuda.memory import reports_out_of_memory
 from cnnlite.cuda.module import float_dtype, int64s, kernel_function, launch
-from cnnlite.errors import OpError
+from cnnlite.reference import contracts
 from cnnlite.reference.conv import output_size
 
 
@@ -28,6 +28,7 @@ def im2col(x, kh, kw, stride, padding, dilation):
     """x: (N, C, H, W) -> col: (C*kh*kw, N*OH*OW); one thread per entry of col."""
     xp = backend.array_module(x)
     dtype = float_dtype("im2col", x)
+    contracts.im2col(x, kh, kw, stride, padding, dilation)
     x = xp.ascontiguousarray(x)
     geometry = _geometry(x.shape, kh, kw, stride, padding, dilation)
     N, C, OH, OW = x.shape[0], x.shape[1], int(geometry[-2]), int(geometry[-1])
@@ -41,14 +42,10 @@ def col2im(col, x_shape, kh, kw, stride, padding, dilation):
     """col: (C*kh*kw, N*OH*OW) -> x: x_shape; one thread per pixel of x, gathering its sum."""
     xp = backend.array_module(col)
     dtype = float_dtype("col2im", col)
+    # A col of another shape than x_shape and the window give would be read past its end.
+    contracts.col2im(col, x_shape, kh, kw, stride, padding, dilation)
     col = xp.ascontiguousarray(col)
     geometry = _geometry(x_shape, kh, kw, stride, padding, dilation)
-    N, C, OH, OW = x_shape[0], x_shape[1], int(geometry[-2]), int(geometry[-1])
-    if col.shape != (C * kh * kw, N * OH * OW):
-        # A kernel would read past the end of col, silently: check here instead.
-        raise OpError(f"col2im: expected col of shape (C*kh*kw, N*OH*OW) = "
-                      f"({C * kh * kw}, {N * OH * OW}) for x {tuple(x_shape)} and kernel "
-                      f"({kh}, {kw}), got col {tuple(col.shape)}")
     x = xp.empty(tuple(x_shape), dtype=dtype)  # every pixel is written, so no zeros needed
     launch(kernel_function("im2col", "col2im", dtype, col), x.size, (col, x, *geometry))
     return x

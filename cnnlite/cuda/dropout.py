@@ -13,17 +13,15 @@ import numpy as np
 from cnnlite import backend
 from cnnlite.cuda.memory import reports_out_of_memory
 from cnnlite.cuda.module import float_dtype, int64s, kernel_function, launch
-from cnnlite.errors import OpError
+from cnnlite.reference import contracts
 
 
 @reports_out_of_memory
 def dropout_forward(x, p, seed):
     """x: any shape -> y, mask: x's shape; one thread per element, each drawing its own u."""
-    if not 0 <= p <= 1:
-        raise OpError(f"dropout: p must be a probability in [0, 1], got {p!r} for x "
-                      f"{tuple(x.shape)}")
     xp = backend.array_module(x)
-    dtype = float_dtype("dropout", x)
+    dtype = float_dtype("dropout_forward", x)
+    contracts.dropout_forward(x, p, seed)
     x = xp.ascontiguousarray(x)
     y = xp.empty(x.shape, dtype=dtype)
     mask = xp.empty(x.shape, dtype=dtype)

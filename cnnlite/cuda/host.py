@@ -55,10 +55,14 @@ def harness_source() -> Path:
     return Path(str(module.kernel_folder())) / "host" / "kernels_on_cpu.cpp"
 
 
+#: The file name of the built library.
+LIBRARY_NAME = "cnnlite_kernels_on_cpu.so"
+
+
 def build(directory, command=None) -> Path:
     """Compile the harness with every kernel into ``directory`` with ``command`` (by default
     ``compile_command()``); return the library's path."""
-    output = Path(directory) / "cnnlite_kernels_on_cpu.so"
+    output = Path(directory) / LIBRARY_NAME
     output.parent.mkdir(parents=True, exist_ok=True)
     command = [*(compile_command() if command is None else command), str(harness_source()),
                "-o", str(output)]
@@ -71,6 +75,18 @@ def build(directory, command=None) -> Path:
         raise RuntimeError(f"compiling the CUDA-on-CPU harness failed: {shlex.join(command)}"
                            f"\n{result.stderr}")
     return output
+
+
+def build_once(directory) -> Path:
+    """``build(directory)``, unless the library there is newer than every file it is built
+    from (kernels/*.cu, *.cuh and kernels/host): several test modules share one build, which
+    takes a while."""
+    output = Path(directory) / LIBRARY_NAME
+    folder = Path(str(module.kernel_folder()))
+    sources = [*folder.glob("*.cu"), *folder.glob("*.cuh"), *(folder / "host").iterdir()]
+    if output.exists() and output.stat().st_mtime > max(s.stat().st_mtime for s in sources):
+        return output
+    return build(directory)
 
 
 class HostKernel:

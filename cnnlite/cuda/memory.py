@@ -17,6 +17,7 @@ import re
 import sys
 
 from cnnlite import backend
+from cnnlite.memory import format_bytes
 
 #: cupy's message for a failed allocation: "Out of memory allocating 1,536 bytes (allocated so
 #: far: ...)".
@@ -26,17 +27,8 @@ _ALLOCATING = re.compile(r"Out of memory allocating ([\d,]+) bytes")
 class GpuOutOfMemoryError(MemoryError):
     """An allocation on the GPU failed; the message has the numbers to decide what to do."""
 
-
-def format_bytes(count: int) -> str:
-    """``1234567890`` -> ``'1.15 GiB (1,234,567,890 bytes)'``."""
-    value, unit = float(count), "bytes"
-    for bigger in ("KiB", "MiB", "GiB", "TiB"):
-        if value < 1024:
-            break
-        value, unit = value / 1024, bigger
-    if unit == "bytes":
-        return f"{count:,} bytes"
-    return f"{value:.2f} {unit} ({count:,} bytes)"
+    #: Already names the op and the bytes: ``Function.apply`` passes it on unchanged.
+    from_cnnlite = True
 
 
 def out_of_memory_message(what: str, requested: int | None, free: int, total: int,

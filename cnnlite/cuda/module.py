@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlite import backend
-from cnnlite.errors import OpError
+from cnnlite.errors import ArgumentTypeError, OpError
 
 #: The kernels of each source file kernels/<topic>.cu, each a template over T.
 KERNEL_SOURCES = {
@@ -115,6 +115,9 @@ def kernel_function(topic: str, name: str, dtype, like):
 
 def float_dtype(op: str, *arrays):
     """The kernel type T for ``arrays``: that of the first one, which must be float32/64."""
+    if not hasattr(arrays[0], "dtype"):
+        raise ArgumentTypeError(f"{op}: the CUDA kernels take arrays, got "
+                                f"{type(arrays[0]).__name__}")
     dtype = np.dtype(arrays[0].dtype)
     if dtype not in C_TYPES:
         shapes = ", ".join(f"{tuple(a.shape)} {a.dtype}" for a in arrays)

@@ -7,9 +7,12 @@ element type T.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from cnnlite import backend
 from cnnlite.cuda.memory import reports_out_of_memory
 from cnnlite.cuda.module import float_dtype, int64s, kernel_function, launch, launch_per_row
+from cnnlite.reference import contracts
 
 
 def _channel_vectors(xp, dtype, *vectors):
@@ -23,11 +26,14 @@ def _channel_vectors(xp, dtype, *vectors):
 @reports_out_of_memory
 def batch_norm_statistics(x):
     """x: (N, C, L) -> mean, var: (C,) (biased); one block per channel, summing in shared
-    memory."""
+    memory. NaN for an empty batch (M = 0), which has no statistics (and no value to read)."""
     xp = backend.array_module(x)
-    dtype = float_dtype("batch_norm", x)
+    dtype = float_dtype("batch_norm_statistics", x)
+    contracts.batch_norm_statistics(x)
     x = xp.ascontiguousarray(x)
     N, C, L = x.shape
+    if N * L == 0:
+        return xp.full(C, np.nan, dtype=dtype), xp.full(C, np.nan, dtype=dtype)
     mean = xp.empty(C, dtype=dtype)
     var = xp.empty(C, dtype=dtype)
     launch_per_row(kernel_function("batchnorm", "batch_norm_statistics", dtype, x), C, N * L,
@@ -39,7 +45,8 @@ def batch_norm_statistics(x):
 def batch_norm_forward(x, mean, inv_std, weight, bias):
     """y = (x - mean) * inv_std * weight + bias per channel.  x: (N, C, L); the rest (C,)."""
     xp = backend.array_module(x)
-    dtype = float_dtype("batch_norm", x)
+    dtype = float_dtype("batch_norm_forward", x)
+    contracts.batch_norm_forward(x, mean, inv_std, weight, bias)
     x = xp.ascontiguousarray(x)
     N, C, L = x.shape
     mean, inv_std, weight, bias = _channel_vectors(xp, dtype, mean, inv_std, weight, bias)
@@ -54,7 +61,8 @@ def batch_norm_grad_statistics(gy, x, mean, inv_std):
     """gy, x: (N, C, L) -> grad_bias = sum(gy), grad_weight = sum(gy * x_hat): (C,) each; one
     block per channel."""
     xp = backend.array_module(gy)
-    dtype = float_dtype("batch_norm_backward", gy)
+    dtype = float_dtype("batch_norm_grad_statistics", gy)
+    contracts.batch_norm_grad_statistics(gy, x, mean, inv_std)
     gy = xp.ascontiguousarray(gy)
     x = xp.ascontiguousarray(x, dtype=dtype)
     N, C, L = x.shape
@@ -71,6 +79,7 @@ def batch_norm_backward(gy, x, mean, inv_std, weight, grad_weight, grad_bias):
     """dL/dx of batch norm with batch statistics.  gy, x: (N, C, L); the rest (C,)."""
     xp = backend.array_module(gy)
     dtype = float_dtype("batch_norm_backward", gy)
+    contracts.batch_norm_backward(gy, x, mean, inv_std, weight, grad_weight, grad_bias)
     gy = xp.ascontiguousarray(gy)
     x = xp.ascontiguousarray(x, dtype=dtype)
     N, C, L = x.shape
@@ -89,7 +98,8 @@ def batch_norm_backward(gy, x, mean, inv_std, weight, grad_weight, grad_bias):
 def lrn_forward(x, size, coefficient, beta, k):
     """x: (N, C, L) -> y, denom, factor: (N, C, L); one thread per element."""
     xp = backend.array_module(x)
-    dtype = float_dtype("local_response_norm", x)
+    dtype = float_dtype("lrn_forward", x)
+    contracts.lrn_forward(x, size, coefficient, beta, k)
     x = xp.ascontiguousarray(x)
     N, C, L = x.shape
     y, denom, factor = (xp.empty((N, C, L), dtype=dtype) for _ in range(3))
@@ -103,7 +113,8 @@ def lrn_forward(x, size, coefficient, beta, k):
 def lrn_backward(gy, x, denom, factor, size, coefficient, beta):
     """gy, x, denom, factor: (N, C, L) -> gx: (N, C, L); one thread per element, gathering."""
     xp = backend.array_module(gy)
-    dtype = float_dtype("local_response_norm_backward", gy)
+    dtype = float_dtype("lrn_backward", gy)
+    contracts.lrn_backward(gy, x, denom, factor, size, coefficient, beta)
     gy = xp.ascontiguousarray(gy)
     x, denom, factor = (xp.ascontiguousarray(a, dtype=dtype) for a in (x, denom, factor))
     N, C, L = x.shape

@@ -2,24 +2,16 @@
 
 The formulas are PyTorch's (as in ``cnnlite.optim``). Each update is a single pass over the
 parameter, its gradient and the optimiser's state; the arrays that are updated in place must
-be contiguous arrays of one float type, since the kernel writes straight into their memory.
+be contiguous arrays of one float type, since the kernel writes straight into their memory,
+and the gradient must have the parameter's shape, since the kernel reads it element for element
+(``cnnlite.reference.contracts`` checks both).
 """
 from __future__ import annotations
 
 from cnnlite import backend
 from cnnlite.cuda.memory import reports_out_of_memory
 from cnnlite.cuda.module import float_dtype, int64s, kernel_function, launch
-from cnnlite.errors import OpError
-
-
-def _check_in_place(op, param, *state):
-    for name, array in (("param", param), *state):
-        if array.shape != param.shape or array.dtype != param.dtype \
-                or not array.flags.c_contiguous:
-            raise OpError(f"{op}: {name} must be a contiguous {param.dtype} array of param's "
-                          f"shape {tuple(param.shape)} (it is updated in place), got "
-                          f"{tuple(array.shape)} {array.dtype}"
-                          f"{'' if array.flags.c_contiguous else ', not contiguous'}")
+from cnnlite.reference import contracts
 
 
 @reports_out_of_memory
@@ -32,7 +24,8 @@ def sgd_momentum_update(param, grad, momentum_buffer, lr, momentum=0.0, dampenin
         param -= lr * (g + momentum * b if nesterov else b)     (lr * g when momentum = 0)
     """
     dtype = float_dtype("sgd_momentum_update", param)
-    _check_in_place("sgd_momentum_update", param, ("momentum_buffer", momentum_buffer))
+    contracts.sgd_momentum_update(param, grad, momentum_buffer, lr, momentum, dampening,
+                                  weight_decay, nesterov, first_step)
     grad = backend.array_module(param).ascontiguousarray(grad, dtype=dtype)
     real = dtype.type
     launch(kernel_function("optim", "sgd_momentum_update", dtype, param), param.size,
@@ -51,7 +44,8 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr, beta1=0.9, beta2=0.9
         param -= lr / (1 - beta1^step) * exp_avg / (sqrt(exp_avg_sq) / sqrt(1 - beta2^step) + eps)
     """
     dtype = float_dtype("adam_update", param)
-    _check_in_place("adam_update", param, ("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq))
+    contracts.adam_update(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps,
+                          weight_decay)
     grad = backend.array_module(param).ascontiguousarray(grad, dtype=dtype)
     step_size = lr / (1 - beta1**step)
     sqrt_correction2 = (1 - beta2**step) ** 0.5

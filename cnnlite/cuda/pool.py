@@ -11,14 +11,15 @@ import numpy as np
 from cnnlite import backend
 from cnnlite.cuda.memory import reports_out_of_memory
 from cnnlite.cuda.module import float_dtype, int64s, kernel_function, launch
-from cnnlite.errors import OpError
+from cnnlite.reference import contracts
 
 
 @reports_out_of_memory
 def max_pool2d_forward(x, kernel_size, stride, padding, output_size):
     """x: (N, C, H, W) -> y, argmax: (N, C, OH, OW) int32; one thread per output element."""
     xp = backend.array_module(x)
-    dtype = float_dtype("max_pool2d", x)
+    dtype = float_dtype("max_pool2d_forward", x)
+    contracts.max_pool2d_forward(x, kernel_size, stride, padding, output_size)
     x = xp.ascontiguousarray(x)
     N, C, H, W = x.shape
     OH, OW = output_size
@@ -31,19 +32,26 @@ def max_pool2d_forward(x, kernel_size, stride, padding, output_size):
 
 @reports_out_of_memory
 def max_pool2d_backward(gy, argmax, input_size):
-    """gy, argmax: (N, C, OH, OW) -> gx: (N, C, H, W); gx at argmax += gy (atomic adds)."""
+    """gy, argmax: (N, C, OH, OW) -> gx: (N, C, H, W); gx at argmax += gy (atomic adds).
+
+    The kernel skips and counts the argmax values outside the plane; reading that count back
+    waits for the kernel, a synchronisation with the GPU that is the price of the check.
+    """
     xp = backend.array_module(gy)
     dtype = float_dtype("max_pool2d_backward", gy)
-    if tuple(argmax.shape) != tuple(gy.shape):
-        raise OpError(f"max_pool2d_backward: expected argmax of gy's shape {tuple(gy.shape)}, "
-                      f"got {tuple(argmax.shape)}")
+    contracts.max_pool2d_backward(gy, argmax, input_size)
     gy = xp.ascontiguousarray(gy)
-    argmax = xp.ascontiguousarray(argmax, dtype=np.int32)
+    argmax = xp.ascontiguousarray(argmax)
     N, C, OH, OW = gy.shape
     H, W = input_size
     gx = xp.zeros((N, C, H, W), dtype=dtype)
+    outside = xp.zeros(1, dtype=np.uint64)
     launch(kernel_function("pool", "max_pool2d_backward", dtype, gy), gy.size,
-           (gy, argmax, gx, *int64s(N * C, H, W, OH, OW)))
+           (gy, argmax, gx, outside, *int64s(N * C, H, W, OH, OW)))
+    count = int(outside[0])
+    if count:
+        raise contracts.index_out_of_range("max_pool2d_backward", "argmax", argmax.shape, count,
+                                           H * W, f"a plane of {H} x {W}")
     return gx
 
 
@@ -51,7 +59,8 @@ def max_pool2d_backward(gy, argmax, input_size):
 def avg_pool2d_forward(x, kernel_size, stride, padding, output_size, count_include_pad):
     """x: (N, C, H, W) -> y: (N, C, OH, OW); one thread per output element."""
     xp = backend.array_module(x)
-    dtype = float_dtype("avg_pool2d", x)
+    dtype = float_dtype("avg_pool2d_forward", x)
+    contracts.avg_pool2d_forward(x, kernel_size, stride, padding, output_size, count_include_pad)
     x = xp.ascontiguousarray(x)
     N, C, H, W = x.shape
     OH, OW = output_size
@@ -67,6 +76,8 @@ def avg_pool2d_backward(gy, input_size, kernel_size, stride, padding, count_incl
     """gy: (N, C, OH, OW) -> gx: (N, C, H, W); one thread per input element, gathering."""
     xp = backend.array_module(gy)
     dtype = float_dtype("avg_pool2d_backward", gy)
+    contracts.avg_pool2d_backward(gy, input_size, kernel_size, stride, padding,
+                                  count_include_pad)
     gy = xp.ascontiguousarray(gy)
     N, C, OH, OW = gy.shape
     H, W = input_size
@@ -82,13 +93,11 @@ def stochastic_pool2d_sample(x, kernel_size, stride, output_size, uniforms):
     """x: (N, C, H, W) >= 0, uniforms: (N, C, OH, OW) in [0, 1) -> y, chosen: (N, C, OH, OW)
     (chosen int32, as max pooling's argmax)."""
     xp = backend.array_module(x)
-    dtype = float_dtype("stochastic_pool2d", x)
+    dtype = float_dtype("stochastic_pool2d_sample", x)
+    contracts.stochastic_pool2d_sample(x, kernel_size, stride, output_size, uniforms)
     x = xp.ascontiguousarray(x)
     N, C, H, W = x.shape
     OH, OW = output_size
-    if tuple(uniforms.shape) != (N, C, OH, OW):
-        raise OpError(f"stochastic_pool2d: expected uniforms of shape {(N, C, OH, OW)} for x "
-                      f"{tuple(x.shape)}, got {tuple(uniforms.shape)}")
     uniforms = xp.ascontiguousarray(uniforms, dtype=np.float64)
     y = xp.empty((N, C, OH, OW), dtype=dtype)
     chosen = xp.empty((N, C, OH, OW), dtype=np.int32)
@@ -101,7 +110,8 @@ def stochastic_pool2d_sample(x, kernel_size, stride, output_size, uniforms):
 def probability_weighted_pool2d_forward(x, kernel_size, stride, output_size):
     """x: (N, C, H, W) >= 0 -> y = sum(a^2) / sum(a) per window: (N, C, OH, OW)."""
     xp = backend.array_module(x)
-    dtype = float_dtype("stochastic_pool2d", x)
+    dtype = float_dtype("probability_weighted_pool2d_forward", x)
+    contracts.probability_weighted_pool2d_forward(x, kernel_size, stride, output_size)
     x = xp.ascontiguousarray(x)
     N, C, H, W = x.shape
     OH, OW = output_size
@@ -117,7 +127,8 @@ def probability_weighted_pool2d_backward(gy, x, kernel_size, stride):
     sums and means (one thread per window), then one thread per input element gathering
     gy * (2 a - mean) / sum from the windows that contain it."""
     xp = backend.array_module(gy)
-    dtype = float_dtype("stochastic_pool2d_backward", gy)
+    dtype = float_dtype("probability_weighted_pool2d_backward", gy)
+    contracts.probability_weighted_pool2d_backward(gy, x, kernel_size, stride)
     gy = xp.ascontiguousarray(gy)
     x = xp.ascontiguousarray(x, dtype=dtype)
     N, C, H, W = x.shape

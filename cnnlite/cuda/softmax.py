@@ -24,6 +24,7 @@ from cnnlite.cuda.memory import reports_out_of_memory
 from cnnlite.cuda.module import (float_dtype, int64s, kernel_function, launch,
                                  launch_per_row)
 from cnnlite.errors import OpError
+from cnnlite.reference import contracts
 
 
 def _rows(op, shape, axis):
@@ -38,7 +39,8 @@ def _along_rows(op, kernel_name, inputs, axis):
     """Run a block-per-row kernel of kernels/softmax.cu on ``inputs`` (same shape), returning
     one new array of that shape."""
     xp = backend.array_module(*inputs)
-    dtype = float_dtype(op, inputs[-1])
+    dtype = float_dtype(kernel_name, inputs[-1])
+    getattr(contracts, kernel_name)(*inputs, axis)
     inputs = [xp.ascontiguousarray(a, dtype=dtype) for a in inputs]
     _, outer, K, inner = _rows(op, inputs[0].shape, axis)
     out = xp.empty(inputs[0].shape, dtype=dtype)
@@ -86,6 +88,7 @@ def cross_entropy_forward(logits, target, label_smoothing=0.0):
     """logits: (N, K, ...), target: (N, ...) -> loss: (N, ...), log_probs: logits' shape."""
     xp = backend.array_module(logits)
     dtype = float_dtype("cross_entropy", logits)
+    contracts.cross_entropy_forward(logits, target, label_smoothing)
     logits = xp.ascontiguousarray(logits)
     N, K, inner = _class_rows("cross_entropy", logits.shape, target)
     target = xp.ascontiguousarray(target, dtype=np.int64).reshape(target.shape)
@@ -103,6 +106,7 @@ def cross_entropy_backward(log_probs, target, gloss, label_smoothing=0.0):
     target's shape. One thread per element of the logits."""
     xp = backend.array_module(log_probs)
     dtype = float_dtype("cross_entropy_backward", log_probs)
+    contracts.cross_entropy_backward(log_probs, target, gloss, label_smoothing)
     log_probs = xp.ascontiguousarray(log_probs)
     N, K, inner = _class_rows("cross_entropy_backward", log_probs.shape, target)
     target = xp.ascontiguousarray(target, dtype=np.int64).reshape(target.shape)

@@ -22,22 +22,53 @@ from typing import Callable
 import numpy as np
 
 from cnnlite.data.dataset import TensorDataset
-from cnnlite.data.download import DownloadError, download_file, extract_tar, missing_files_error
+from cnnlite.data.download import (DataFileError, DownloadError, download_file, extract_tar,
+                                   folder_path, missing_files_error)
+from cnnlite.errors import OpError
+from cnnlite.validate import boolean
 
 __all__ = ["CIFAR10", "CIFAR100"]
 
 
 def _load_batch(path: Path) -> dict:
-    with open(path, "rb") as file:
-        # The files were written by Python 2: bytes keys, and no text decoding of the arrays.
-        return pickle.load(file, encoding="bytes")
+    """The dictionary pickled in a CIFAR batch file, or ``DataFileError`` naming the file."""
+    try:
+        with open(path, "rb") as file:
+            # The files were written by Python 2: bytes keys, and no text decoding of the arrays.
+            batch = pickle.load(file, encoding="bytes")
+    except OSError:
+        raise
+    except Exception as error:  # unpickling garbage can fail with almost any exception
+        raise DataFileError(f"{path}: not a CIFAR batch file, or a damaged one: it cannot be "
+                            f"unpickled ({type(error).__name__}: {error})") from None
+    if not isinstance(batch, dict):
+        raise DataFileError(f"{path}: not a CIFAR batch file: it holds a "
+                            f"{type(batch).__name__}, not a dict")
+    return batch
 
 
 def _entry(batch: dict, key: bytes, path: Path):
     if key not in batch:
-        raise ValueError(f"{path}: no {key!r} entry (found {sorted(batch)}); "
-                         f"is it a CIFAR batch file?")
+        keys = sorted(repr(k) for k in batch)
+        raise DataFileError(f"{path}: no {key!r} entry (found {', '.join(keys)}); "
+                            f"is it a CIFAR batch file?")
     return batch[key]
+
+
+def _integers(batch: dict, key: bytes, path: Path, low: int, high: int) -> np.ndarray:
+    """Entry ``key`` as an integer array with values in [low, high], or ``DataFileError``
+    (a float or out-of-range pixel would otherwise be cut or wrapped into a wrong byte)."""
+    try:
+        values = np.asarray(_entry(batch, key, path))
+    except (TypeError, ValueError) as error:
+        raise DataFileError(f"{path}: the {key!r} entry is not an array ({error})") from None
+    if values.dtype.kind not in "iu" or (values.size and (values.min() < low
+                                                          or values.max() > high)):
+        found = (f"dtype {values.dtype}" if values.dtype.kind not in "iu"
+                 else f"values {values.min()}..{values.max()}")
+        raise DataFileError(f"{path}: the {key!r} entry must hold integers in [{low}, {high}], "
+                            f"got {found}")
+    return values
 
 
 class CIFAR10(TensorDataset):
@@ -62,10 +93,13 @@ class CIFAR10(TensorDataset):
     test_files = ("test_batch",)
     meta_file, names_key = "batches.meta", b"label_names"
     labels_key = b"labels"
+    num_classes = 10
 
     def __init__(self, root, train: bool = True, download: bool = False,
                  transform: Callable | None = None):
-        self.root, self.train = Path(root), train
+        owner = type(self).__name__
+        train, download = boolean(owner, "train", train), boolean(owner, "download", download)
+        self.root, self.train = folder_path(owner, root), train
         names = self.train_files if train else self.test_files
         folder = self._find(names)
         if folder is None and download:
@@ -80,13 +114,16 @@ class CIFAR10(TensorDataset):
             raise self._missing_error(names) from None
         images, labels = [], []
         for name in names:
-            batch = _load_batch(folder / name)
-            images.append(np.asarray(_entry(batch, b"data", folder / name), dtype=np.uint8))
-            labels.append(np.asarray(_entry(batch, self.labels_key, folder / name)))
-        images, labels = np.concatenate(images), np.concatenate(labels).astype(np.int64)
-        if images.ndim != 2 or images.shape[1] != 3 * 32 * 32 or len(images) != len(labels):
-            raise ValueError(f"{type(self).__name__}: expected data (N, 3072) and N labels in "
-                             f"{folder}, got data {images.shape} and {labels.shape} labels")
+            path = folder / name
+            batch = _load_batch(path)
+            data = _integers(batch, b"data", path, 0, 255).astype(np.uint8)
+            targets = _integers(batch, self.labels_key, path, 0, self.num_classes - 1)
+            if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or targets.shape != (len(data),):
+                raise DataFileError(f"{path}: expected data (N, 3072) and N labels, got data "
+                                    f"{data.shape} and labels {targets.shape}")
+            images.append(data)
+            labels.append(targets.astype(np.int64))
+        images, labels = np.concatenate(images), np.concatenate(labels)
         super().__init__(images.reshape(-1, 3, 32, 32), labels, transform)
         self.classes = self._class_names(folder)
 
@@ -102,7 +139,11 @@ class CIFAR10(TensorDataset):
         if not meta_path.is_file():
             return None
         names = _entry(_load_batch(meta_path), self.names_key, meta_path)
-        return [name.decode() if isinstance(name, bytes) else str(name) for name in names]
+        if not isinstance(names, (list, tuple)) or len(names) != self.num_classes:
+            raise DataFileError(f"{meta_path}: expected a list of {self.num_classes} class "
+                                f"names under {self.names_key!r}, got {type(names).__name__}")
+        return [name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+                for name in names]
 
     def _missing_error(self, names, reason=None):
         missing = [name for name in names if not (self.root / self.folder / name).is_file()]
@@ -127,8 +168,8 @@ class CIFAR100(CIFAR10):
     def __init__(self, root, train: bool = True, download: bool = False,
                  transform: Callable | None = None, label_type: str = "fine"):
         if label_type not in ("fine", "coarse"):
-            raise ValueError(f"CIFAR100: label_type must be 'fine' or 'coarse', "
-                             f"got {label_type!r}")
+            raise OpError(f"CIFAR100: label_type must be 'fine' or 'coarse', got {label_type!r}")
+        self.num_classes = 100 if label_type == "fine" else 20
         self.labels_key = f"{label_type}_labels".encode()
         self.names_key = f"{label_type}_label_names".encode()
         super().__init__(root, train, download, transform)

@@ -14,14 +14,14 @@ batches. ``Subset`` and ``random_split`` carve a dataset into parts without copy
 from __future__ import annotations
 
 import abc
-import numbers
 from typing import Callable, Sequence
 
 import numpy as np
 
 from cnnlite import backend
-from cnnlite.errors import OpError
+from cnnlite.errors import ArgumentTypeError, OpError
 from cnnlite.tensor import Tensor
+from cnnlite.validate import integer, is_integer, probability
 
 __all__ = ["Dataset", "TensorDataset", "ArrayDataset", "Subset", "random_split"]
 
@@ -48,8 +48,9 @@ class Dataset(abc.ABC):
 
 def check_index(index, length: int, owner: str) -> int:
     """``index`` as a non-negative int below ``length`` (negative indices count from the end)."""
-    if not isinstance(index, numbers.Integral) or isinstance(index, bool):
-        raise TypeError(f"{owner}: index must be an integer, got {type(index).__name__}")
+    if not is_integer(index):
+        raise ArgumentTypeError(f"{owner}: index must be an int, got {type(index).__name__} "
+                                f"{index!r}")
     if not -length <= index < length:
         raise IndexError(f"{owner}: index {index} is out of range for {length} samples")
     return int(index) % length
@@ -67,12 +68,18 @@ class TensorDataset(Dataset):
     """
 
     def __init__(self, images, labels, transform: Callable | None = None):
+        owner = type(self).__name__
         images, labels = np.asarray(_raw(images)), np.asarray(_raw(labels))
         if images.ndim < 1 or labels.ndim != 1 or len(images) != len(labels):
-            raise OpError(f"TensorDataset: expected images (N, ...) and labels (N,) with the same "
-                          f"N, got images {images.shape} and labels {labels.shape}")
+            raise OpError(f"{owner}: expected images (N, ...) and labels (N,) with the same N, "
+                          f"got images {images.shape} and labels {labels.shape}")
         if labels.dtype.kind not in "iu":
-            raise OpError(f"TensorDataset: labels must be integers, got dtype {labels.dtype}")
+            raise OpError(f"{owner}: labels must be integers, got dtype {labels.dtype}")
+        if images.dtype.kind not in "biuf":
+            raise OpError(f"{owner}: images must be real numbers, got dtype {images.dtype}")
+        if transform is not None and not callable(transform):
+            raise ArgumentTypeError(f"{owner}: transform must be callable (or None), got "
+                                    f"{type(transform).__name__}")
         self.images, self.labels, self.transform = images, labels, transform
 
     def __len__(self) -> int:
@@ -99,13 +106,16 @@ class Subset(Dataset):
     """The samples of ``dataset`` at ``indices``, in that order (no copy of the images)."""
 
     def __init__(self, dataset: Dataset, indices: Sequence[int]):
-        indices = np.asarray(indices, dtype=np.int64)
+        indices = np.asarray(indices)
         if indices.ndim != 1:
             raise OpError(f"Subset: indices must be 1-D, got shape {indices.shape}")
+        if indices.size and indices.dtype.kind not in "iu":
+            # A float 1.5 would be cut to 1, a boolean mask read as the indices 0 and 1.
+            raise OpError(f"Subset: indices must be integers, got dtype {indices.dtype}")
         if indices.size and (indices.min() < 0 or indices.max() >= len(dataset)):
             raise IndexError(f"Subset: indices must lie in [0, {len(dataset)}), got "
                              f"{indices.min()}..{indices.max()}")
-        self.dataset, self.indices = dataset, indices
+        self.dataset, self.indices = dataset, indices.astype(np.int64)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -127,6 +137,10 @@ def random_split(dataset: Dataset, lengths: Sequence[float], seed: int = 0) -> l
         The same seed gives the same split on every run and every machine.
     """
     total = len(dataset)
+    if isinstance(lengths, (str, bytes)) or not hasattr(lengths, "__iter__"):
+        raise ArgumentTypeError(f"random_split: lengths must be a list of counts or fractions, "
+                                f"got {type(lengths).__name__} {lengths!r}")
+    seed = integer("random_split", "seed", seed, minimum=0, maximum=None)
     counts = _split_counts(list(lengths), total)
     order = np.random.default_rng(seed).permutation(total)
     bounds = np.cumsum([0] + counts)
@@ -134,12 +148,13 @@ def random_split(dataset: Dataset, lengths: Sequence[float], seed: int = 0) -> l
 
 
 def _split_counts(lengths: list, total: int) -> list[int]:
-    if all(isinstance(n, numbers.Integral) for n in lengths):
+    if all(is_integer(n) for n in lengths):
         if sum(lengths) != total or min(lengths, default=0) < 0:
             raise OpError(f"random_split: lengths {lengths} must be non-negative and sum to the "
                           f"dataset's length {total}")
         return [int(n) for n in lengths]
-    if any(f < 0 for f in lengths) or not np.isclose(sum(lengths), 1.0):
+    lengths = [probability("random_split", f"lengths[{i}]", f) for i, f in enumerate(lengths)]
+    if not np.isclose(sum(lengths), 1.0):
         raise OpError(f"random_split: fractions {lengths} must be non-negative and sum to 1")
     counts = [int(np.floor(f * total)) for f in lengths]
     for part in range(total - sum(counts)):

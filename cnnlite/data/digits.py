@@ -11,6 +11,7 @@ from typing import Callable
 import numpy as np
 
 from cnnlite.data.dataset import TensorDataset
+from cnnlite.validate import boolean, integer, real
 
 __all__ = ["Digits"]
 
@@ -35,8 +36,9 @@ class Digits(TensorDataset):
 
     def __init__(self, train: bool = True, test_fraction: float = 0.2, seed: int = 0,
                  transform: Callable | None = None):
-        if not 0.0 < test_fraction < 1.0:
-            raise ValueError(f"Digits: test_fraction must lie in (0, 1), got {test_fraction}")
+        train = boolean("Digits", "train", train)
+        test_fraction = real("Digits", "test_fraction", test_fraction, above=0.0, below=1.0)
+        seed = integer("Digits", "seed", seed, minimum=0, maximum=None)
         from sklearn.datasets import load_digits  # imported here: it takes a second to load
 
         digits = load_digits()

@@ -6,6 +6,7 @@ names the files, the folder they were expected in, and the two ways to get them.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import sys
 import tarfile
@@ -13,11 +14,27 @@ import urllib.request
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["DownloadError", "download_file", "extract_tar", "md5_of", "missing_files_error"]
+from cnnlite.errors import ArgumentTypeError
+
+__all__ = ["DownloadError", "DataFileError", "folder_path", "download_file", "extract_tar",
+           "md5_of", "missing_files_error"]
 
 
 class DownloadError(OSError):
     """No URL gave a file with the expected checksum; the message lists what each one did."""
+
+
+class DataFileError(ValueError):
+    """A data set file is there but cannot be used (truncated, corrupt, or not the file its
+    name says); the message names the file and what is wrong with it."""
+
+
+def folder_path(owner: str, root) -> Path:
+    """A data set's ``root`` argument as a Path (a str or a PathLike names a folder)."""
+    if not isinstance(root, (str, os.PathLike)):
+        raise ArgumentTypeError(f"{owner}: root must be a folder path (a str or a Path), got "
+                                f"{type(root).__name__} {root!r}")
+    return Path(root)
 
 
 def md5_of(path: Path, chunk_size: int = 1 << 20) -> str:

@@ -16,9 +16,14 @@ from typing import Callable
 import numpy as np
 
 from cnnlite.data.dataset import Dataset, check_index
+from cnnlite.data.download import DataFileError, folder_path
+from cnnlite.errors import ArgumentTypeError, OpError
 
-__all__ = ["ImageFolder", "IMAGE_EXTENSIONS"]
+__all__ = ["ImageFolder", "IMAGE_EXTENSIONS", "IMAGE_MODES"]
 
+#: The Pillow modes an image can be converted to, each giving uint8 channels: grey levels (1),
+#: colour (3), colour with transparency (4).
+IMAGE_MODES = ("L", "RGB", "RGBA")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff",
                     ".webp")
 
@@ -31,7 +36,7 @@ class ImageFolder(Dataset):
     root : folder with one sub-folder per class.
     transform : applied to each decoded image (e.g. ``ResizeShortSide(144)`` then a crop).
     mode : Pillow mode the images are converted to: ``"RGB"`` gives (3, H, W), ``"L"``
-        (grey levels) gives (1, H, W).
+        (grey levels) gives (1, H, W), ``"RGBA"`` gives (4, H, W).
     extensions : file name endings (case-insensitive) that count as images.
 
     Attributes: ``classes`` (sorted folder names), ``class_to_idx``, ``samples`` (a list of
@@ -40,7 +45,13 @@ class ImageFolder(Dataset):
 
     def __init__(self, root, transform: Callable | None = None, mode: str = "RGB",
                  extensions=IMAGE_EXTENSIONS):
-        self.root, self.transform, self.mode = Path(root), transform, mode
+        if mode not in IMAGE_MODES:
+            raise OpError(f"ImageFolder: mode must be one of {', '.join(IMAGE_MODES)}, got "
+                          f"{mode!r}")
+        if transform is not None and not callable(transform):
+            raise ArgumentTypeError(f"ImageFolder: transform must be callable (or None), got "
+                                    f"{type(transform).__name__}")
+        self.root, self.transform, self.mode = folder_path("ImageFolder", root), transform, mode
         if not self.root.is_dir():
             raise FileNotFoundError(f"ImageFolder: {self.root.resolve()} is not a folder")
         self.classes = sorted(entry.name for entry in self.root.iterdir() if entry.is_dir())
@@ -63,8 +74,12 @@ class ImageFolder(Dataset):
         from PIL import Image  # imported here: only image folders need Pillow
 
         path, label = self.samples[check_index(index, len(self), "ImageFolder")]
-        with Image.open(path) as picture:
-            pixels = np.asarray(picture.convert(self.mode))
+        try:
+            with Image.open(path) as picture:
+                pixels = np.asarray(picture.convert(self.mode))
+        except (OSError, ValueError, SyntaxError) as error:  # Pillow's "broken PNG" is one
+            raise DataFileError(f"{path}: cannot be decoded as an image, the file is damaged "
+                                f"or not an image ({type(error).__name__}: {error})") from None
         # Pillow gives (H, W, C), or (H, W) for one channel; the framework works in (C, H, W).
         if pixels.ndim == 2:
             image = pixels[None]

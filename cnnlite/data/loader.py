@@ -24,8 +24,10 @@ from typing import Callable
 
 import numpy as np
 
-from cnnlite.errors import OpError
+from cnnlite.backend import check_device
+from cnnlite.errors import ArgumentTypeError, OpError
 from cnnlite.tensor import tensor
+from cnnlite.validate import boolean, integer
 
 __all__ = ["DataLoader", "default_collate"]
 
@@ -41,6 +43,16 @@ def default_collate(samples):
     return images, labels
 
 
+def _checked_device(device) -> str:
+    """``device`` as cnnlite names it; an unknown one is reported as the loader's argument."""
+    try:
+        return check_device(device)
+    except TypeError as error:
+        raise ArgumentTypeError(f"DataLoader: {error}") from None
+    except ValueError as error:
+        raise OpError(f"DataLoader: {error}") from None
+
+
 class DataLoader:
     """Iterate over ``dataset`` in batches of ``(images, labels)`` tensors.
 
@@ -49,9 +61,10 @@ class DataLoader:
     dataset : Dataset
         Anything with ``len()`` and ``dataset[i] -> (image, label)``.
     batch_size : int
+        At least 1 (an exact int: 2.5 is refused, not rounded).
     shuffle : bool
         Draw a new random order every epoch (from one generator seeded with ``seed``).
-    seed : int, optional
+    seed : int >= 0, optional
         Fixes the shuffle order of every epoch; ``None`` draws a seed from the OS.
     drop_last : bool
         Leave out the last batch when it would be smaller than ``batch_size``.
@@ -71,14 +84,22 @@ class DataLoader:
                  seed: int | None = None, drop_last: bool = False,
                  transform: Callable | None = None, device: str = "cpu", prefetch: int = 2,
                  collate_fn: Callable | None = None):
-        if int(batch_size) < 1:
-            raise OpError(f"DataLoader: batch_size must be >= 1, got {batch_size}")
-        if int(prefetch) < 0:
-            raise OpError(f"DataLoader: prefetch must be >= 0, got {prefetch}")
-        self.dataset, self.batch_size = dataset, int(batch_size)
-        self.shuffle, self.drop_last = shuffle, drop_last
-        self.transform, self.device, self.prefetch = transform, device, int(prefetch)
+        if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+            raise ArgumentTypeError(f"DataLoader: dataset must have len() and dataset[i], got "
+                                    f"{type(dataset).__name__}")
+        for name, function in (("transform", transform), ("collate_fn", collate_fn)):
+            if function is not None and not callable(function):
+                raise ArgumentTypeError(f"DataLoader: {name} must be callable (or None), got "
+                                        f"{type(function).__name__}")
+        self.dataset = dataset
+        self.batch_size = integer("DataLoader", "batch_size", batch_size, minimum=1)
+        self.shuffle = boolean("DataLoader", "shuffle", shuffle)
+        self.drop_last = boolean("DataLoader", "drop_last", drop_last)
+        self.prefetch = integer("DataLoader", "prefetch", prefetch, minimum=0)
+        self.transform, self.device = transform, _checked_device(device)
         self.collate_fn = collate_fn if collate_fn is not None else default_collate
+        if seed is not None:
+            seed = integer("DataLoader", "seed", seed, minimum=0, maximum=None)
         self.generator = np.random.default_rng(seed)
         # The generator's state before the current epoch drew its order, and how many batches
         # of that epoch the caller has received: together they pin down the position exactly.
@@ -154,13 +175,21 @@ class DataLoader:
                 "batches_done": self._batches_served}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore a ``state_dict()``: the next ``iter(loader)`` continues from there."""
-        batches_done = int(state["batches_done"])
-        if not 0 <= batches_done <= len(self):
-            raise OpError(f"DataLoader.load_state_dict: batches_done={batches_done} is not in "
-                          f"[0, {len(self)}] batches per epoch")
+        """Restore a ``state_dict()``: the next ``iter(loader)`` continues from there. Both
+        entries are checked before either is set."""
+        where = "DataLoader.load_state_dict"
+        batches_done = np.asarray(state["batches_done"])
+        batches_done = integer(where, "batches_done", batches_done.item()
+                               if batches_done.ndim == 0 else batches_done, minimum=0,
+                               maximum=len(self))
+        probe = type(self.generator.bit_generator)()
+        try:
+            probe.state = copy.deepcopy(state["generator"])
+        except (TypeError, ValueError, KeyError) as error:
+            raise OpError(f"{where}: the saved generator state does not fit this loader's "
+                          f"{type(probe).__name__} generator ({error})") from None
         self._close_active()
-        self.generator.bit_generator.state = copy.deepcopy(state["generator"])
+        self.generator.bit_generator.state = probe.state
         self._skip_on_next_epoch = batches_done
 
     def __repr__(self) -> str:

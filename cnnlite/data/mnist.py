@@ -11,14 +11,18 @@ The files may be gzipped (``.gz``, as they are distributed) or not.
 from __future__ import annotations
 
 import gzip
+import math
 import struct
+import zlib
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from cnnlite.data.dataset import TensorDataset
-from cnnlite.data.download import DownloadError, download_file, missing_files_error
+from cnnlite.data.download import (DataFileError, DownloadError, download_file,
+                                   folder_path, missing_files_error)
+from cnnlite.validate import boolean
 
 __all__ = ["MNIST", "read_idx"]
 
@@ -30,31 +34,48 @@ _IDX_TYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
 def read_idx(path, expected_magic: int | None = None) -> np.ndarray:
     """Read an IDX file (gzipped when its name ends in ``.gz``) into an array.
 
-    Raises ``ValueError`` naming the file when the magic number is not ``expected_magic``
-    (or not an IDX magic at all), or when the data does not match the header's shape.
+    Raises ``DataFileError`` (a ``ValueError``) naming the file when it cannot be decompressed
+    (corrupt or truncated ``.gz``), when the magic number is not ``expected_magic`` (or not an
+    IDX magic at all), or when the data does not match the header's shape.
     """
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as file:
-        content = file.read()
+    content = _read_bytes(path)
     if len(content) < 4:
-        raise ValueError(f"{path}: too short for an IDX file ({len(content)} bytes)")
+        raise DataFileError(f"{path}: too short for an IDX file ({len(content)} bytes)")
     (magic,) = struct.unpack(">I", content[:4])
     type_code, ndim = (magic >> 8) & 0xFF, magic & 0xFF
     if magic >> 16 != 0 or type_code not in _IDX_TYPES:
-        raise ValueError(f"{path}: not an IDX file (magic number {magic:#010x})")
+        raise DataFileError(f"{path}: not an IDX file (magic number {magic:#010x})")
     if expected_magic is not None and magic != expected_magic:
-        raise ValueError(f"{path}: magic number {magic} ({magic:#06x}), expected "
-                         f"{expected_magic} ({expected_magic:#06x}); is it the right file?")
+        raise DataFileError(f"{path}: magic number {magic} ({magic:#06x}), expected "
+                            f"{expected_magic} ({expected_magic:#06x}); is it the right file?")
     header_end = 4 + 4 * ndim
+    if len(content) < header_end:
+        raise DataFileError(f"{path}: the header announces {ndim} dimensions but the file "
+                            f"ends after {len(content)} bytes; is it truncated?")
     shape = struct.unpack(f">{ndim}I", content[4:header_end])
     dtype = _IDX_TYPES[type_code]
-    expected_bytes = int(np.prod(shape)) * dtype.itemsize
+    expected_bytes = math.prod(shape) * dtype.itemsize   # Python ints: no overflow
     if len(content) - header_end != expected_bytes:
-        raise ValueError(f"{path}: header says shape {shape} ({expected_bytes} bytes of data), "
-                         f"the file holds {len(content) - header_end}; is it truncated?")
+        raise DataFileError(f"{path}: header says shape {shape} ({expected_bytes} bytes of "
+                            f"data), the file holds {len(content) - header_end}; is it "
+                            f"truncated?")
     values = np.frombuffer(content, dtype=dtype, offset=header_end).reshape(shape)
     return values.astype(dtype.newbyteorder("="))
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, decompressed when its name ends in ``.gz``."""
+    if path.suffix != ".gz":
+        with open(path, "rb") as file:
+            return file.read()
+    try:
+        with gzip.open(path, "rb") as file:
+            return file.read()
+    except (OSError, EOFError, zlib.error) as error:  # BadGzipFile is an OSError
+        raise DataFileError(f"{path}: cannot be decompressed, the .gz file is corrupt or "
+                            f"truncated ({type(error).__name__}: {error}); delete it and "
+                            f"download it again") from None
 
 
 class MNIST(TensorDataset):
@@ -82,7 +103,8 @@ class MNIST(TensorDataset):
 
     def __init__(self, root, train: bool = True, download: bool = False,
                  transform: Callable | None = None):
-        self.root, self.train = Path(root), train
+        train, download = boolean("MNIST", "train", train), boolean("MNIST", "download", download)
+        self.root, self.train = folder_path("MNIST", root), train
         prefix = "train" if train else "t10k"
         names = [f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"]
         found = self._find(names)
@@ -92,9 +114,9 @@ class MNIST(TensorDataset):
             raise self._missing_error(names, found) from None
         images = read_idx(found[0], expected_magic=2051)
         labels = read_idx(found[1], expected_magic=2049)
-        if images.ndim != 3 or len(images) != len(labels):
-            raise ValueError(f"MNIST: {found[0]} holds images {images.shape} and {found[1]} "
-                             f"labels {labels.shape}; expected (N, H, W) and (N,)")
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise DataFileError(f"MNIST: {found[0]} holds images {images.shape} and {found[1]} "
+                                f"labels {labels.shape}; expected (N, H, W) and (N,)")
         super().__init__(images[:, None], labels.astype(np.int64), transform)
 
     def _find(self, names):

@@ -16,7 +16,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from cnnlite.errors import OpError
+from cnnlite.errors import ArgumentTypeError, OpError
+from cnnlite.validate import integer, pair, probability, real
 
 __all__ = ["Compose", "ToFloat", "Normalize", "CaffeTransform", "RandomCrop",
            "RandomHorizontalFlip", "CenterCrop", "ResizeShortSide", "resize_bilinear"]
@@ -29,6 +30,8 @@ def _check_image(image, name: str) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3:
         raise OpError(f"{name}: expected an image of shape (C, H, W), got shape {image.shape}")
+    if image.dtype.kind not in "biuf":
+        raise OpError(f"{name}: expected an image of real numbers, got dtype {image.dtype}")
     return image
 
 
@@ -38,10 +41,27 @@ def _as_float(image: np.ndarray) -> np.ndarray:
 
 
 def _pair(size, name: str) -> tuple[int, int]:
-    height, width = (size, size) if np.isscalar(size) else tuple(size)
-    if int(height) < 1 or int(width) < 1:
-        raise OpError(f"{name}: size must be positive, got {size}")
-    return int(height), int(width)
+    """A crop or resize size: one int for a square, or (height, width); each at least 1."""
+    return pair(name, "size", size, minimum=1)
+
+
+def _generator(rng, name: str) -> np.random.Generator:
+    """The generator a random transform draws from: the one given, or the shared default."""
+    if rng is None:
+        return _default_rng
+    if not isinstance(rng, np.random.Generator):
+        raise ArgumentTypeError(f"{name}: rng must be a numpy.random.Generator (e.g. "
+                                f"np.random.default_rng(0)) or None, got {type(rng).__name__}")
+    return rng
+
+
+def _per_channel(values, what: str, name: str, **bounds) -> np.ndarray:
+    """One finite number per channel (or one for all), as a 1-D float64 array."""
+    array = np.atleast_1d(np.asarray(values))
+    if array.ndim != 1 or array.dtype.kind not in "iuf" or array.size == 0:
+        raise OpError(f"{name}: {what} must be a number or a list of numbers, got "
+                      f"{values!r}")
+    return np.array([real(name, what, v, **bounds) for v in array.tolist()])
 
 
 class Compose:
@@ -49,6 +69,10 @@ class Compose:
 
     def __init__(self, transforms: Sequence[Callable]):
         self.transforms = list(transforms)
+        for index, transform in enumerate(self.transforms):
+            if not callable(transform):
+                raise ArgumentTypeError(f"Compose: transforms[{index}] must be callable, got "
+                                        f"{type(transform).__name__}")
 
     def __call__(self, image):
         for transform in self.transforms:
@@ -63,7 +87,7 @@ class ToFloat:
     """``y = scale * x`` as float32: uint8 pixels 0..255 become 0..1 with the default scale."""
 
     def __init__(self, scale: float = 1 / 255):
-        self.scale = scale
+        self.scale = real("ToFloat", "scale", scale)
 
     def __call__(self, image):
         image = _check_image(image, "ToFloat")
@@ -80,10 +104,8 @@ class Normalize:
     """
 
     def __init__(self, mean, std):
-        self.mean = np.atleast_1d(np.asarray(mean, dtype=np.float64))
-        self.std = np.atleast_1d(np.asarray(std, dtype=np.float64))
-        if np.any(self.std <= 0):
-            raise OpError(f"Normalize: std must be positive, got {self.std.tolist()}")
+        self.mean = _per_channel(mean, "mean", "Normalize")
+        self.std = _per_channel(std, "std", "Normalize", above=0.0)
 
     def __call__(self, image):
         image = _as_float(_check_image(image, "Normalize"))
@@ -114,8 +136,12 @@ class CaffeTransform:
         if input_order not in ("rgb", "bgr"):
             raise OpError(f"CaffeTransform: input_order must be 'rgb' or 'bgr', "
                           f"got {input_order!r}")
-        self.scale, self.input_order = scale, input_order
-        self.mean_bgr = np.asarray(mean_bgr, dtype=np.float32).reshape(3, 1, 1)
+        self.scale, self.input_order = real("CaffeTransform", "scale", scale), input_order
+        mean_bgr = _per_channel(mean_bgr, "mean_bgr", "CaffeTransform")
+        if mean_bgr.size != 3:
+            raise OpError(f"CaffeTransform: mean_bgr must hold 3 values (B, G, R), got "
+                          f"{mean_bgr.tolist()}")
+        self.mean_bgr = mean_bgr.astype(np.float32).reshape(3, 1, 1)
 
     def __call__(self, image):
         image = _check_image(image, "CaffeTransform")
@@ -138,10 +164,9 @@ class RandomCrop:
     """
 
     def __init__(self, size, padding: int = 0, rng: np.random.Generator | None = None):
-        self.size, self.padding = _pair(size, "RandomCrop"), int(padding)
-        if self.padding < 0:
-            raise OpError(f"RandomCrop: padding must be >= 0, got {padding}")
-        self.rng = rng if rng is not None else _default_rng
+        self.size = _pair(size, "RandomCrop")
+        self.padding = integer("RandomCrop", "padding", padding, minimum=0)
+        self.rng = _generator(rng, "RandomCrop")
 
     def __call__(self, image):
         image = _check_image(image, "RandomCrop")
@@ -164,10 +189,8 @@ class RandomHorizontalFlip:
     """Mirror the image left-right with probability ``p``:  y[c, i, j] = x[c, i, W-1-j]."""
 
     def __init__(self, p: float = 0.5, rng: np.random.Generator | None = None):
-        if not 0.0 <= p <= 1.0:
-            raise OpError(f"RandomHorizontalFlip: p must lie in [0, 1], got {p}")
-        self.p = p
-        self.rng = rng if rng is not None else _default_rng
+        self.p = probability("RandomHorizontalFlip", "p", p)
+        self.rng = _generator(rng, "RandomHorizontalFlip")
 
     def __call__(self, image):
         image = _check_image(image, "RandomHorizontalFlip")
@@ -245,9 +268,7 @@ class ResizeShortSide:
     """
 
     def __init__(self, size: int):
-        if int(size) < 1:
-            raise OpError(f"ResizeShortSide: size must be positive, got {size}")
-        self.size = int(size)
+        self.size = integer("ResizeShortSide", "size", size, minimum=1)
 
     def __call__(self, image):
         image = _check_image(image, "ResizeShortSide")

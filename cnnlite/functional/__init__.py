@@ -13,6 +13,14 @@ norm        batch_norm, local_response_norm
 activation  relu and its family, sigmoid, tanh, softplus, maxout, APL
 dropout     inverted dropout
 loss        softmax, log_softmax, cross_entropy, nll_loss, mse_loss
+
+Dtypes (the policy is ``cnnlite.dtypes``, applied on the way into every op): the
+differentiable numerics (conv, pool, norm, activation, dropout, loss, exp/log/sqrt) compute in
+float32 or float64, promote bool and integer inputs (to the widest floating input, else
+float32) and refuse float16 and complex with the op's name; arithmetic, reductions, shape and
+indexing ops take bool, integers and floats as NumPy does. Arguments (sizes, strides, axes,
+probabilities, switches) are checked by ``cnnlite.validate``: ``True`` is not a size, ``1.5``
+is not a padding and ``"no"`` is not a bool.
 """
 from cnnlite.functional.math import (abs, add, astype, clip, clone, div, exp, log, matmul,
                                      maximum, mul, neg, pow, sqrt, sub, sum_to, where)

@@ -15,9 +15,10 @@ import math
 
 import numpy as np
 
-from cnnlite import backend
+from cnnlite import backend, validate
 from cnnlite.autograd import Function
 from cnnlite.errors import OpError
+from cnnlite.functional.dropout import random_generator
 from cnnlite.functional.math import sum_to
 from cnnlite.tensor import Tensor
 
@@ -313,7 +314,7 @@ def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
 
     "Very leaky" ReLU (VLReLU) is the same op with a large slope: 1/3 or 0.5.
     """
-    return LeakyReLU(negative_slope)(x)
+    return LeakyReLU(validate.real("leaky_relu", "negative_slope", negative_slope))(x)
 
 
 def rrelu(x: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3, training: bool = False,
@@ -324,13 +325,21 @@ def rrelu(x: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3, training: b
     by default a module-level generator); in evaluation the slope is the mean,
     (lower + upper) / 2, so the op is ``leaky_relu(x, (lower + upper) / 2)``.
     """
-    if not lower <= upper:
-        raise OpError(f"rrelu: expected lower <= upper, got lower={lower}, upper={upper}")
-    if not training:
+    lower, upper = rrelu_arguments("rrelu", lower, upper)
+    rng = random_generator("rrelu", rng)
+    if not validate.boolean("rrelu", "training", training):
         return LeakyReLU((lower + upper) / 2)(x)
     rng = _default_rng if rng is None else rng
     slopes = rng.uniform(lower, upper, size=np.shape(getattr(x, "data", x)))
     return RReLUTraining(slopes)(x)
+
+
+def rrelu_arguments(where, lower, upper):
+    """The checked slopes of rrelu: finite real numbers with lower <= upper."""
+    lower, upper = validate.real(where, "lower", lower), validate.real(where, "upper", upper)
+    if not lower <= upper:
+        raise OpError(f"{where}: expected lower <= upper, got lower={lower}, upper={upper}")
+    return lower, upper
 
 
 def prelu(x: Tensor, weight: Tensor) -> Tensor:
@@ -346,7 +355,7 @@ def prelu(x: Tensor, weight: Tensor) -> Tensor:
 
 def elu(x: Tensor, alpha: float = 1.0) -> Tensor:
     """Exponential linear unit (Clevert et al.): y = x for x > 0, alpha (e^x - 1) otherwise."""
-    return ELU(alpha)(x)
+    return ELU(validate.real("elu", "alpha", alpha))(x)
 
 
 def selu(x: Tensor) -> Tensor:
@@ -371,9 +380,13 @@ def scaled_tanh(x: Tensor) -> Tensor:
 
 def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     """Softplus, y = log(1 + e^(beta x)) / beta; y = x where beta x > threshold."""
-    if beta <= 0:
-        raise OpError(f"softplus: expected beta > 0, got {beta}")
-    return Softplus(beta, threshold)(x)
+    return Softplus(*softplus_arguments("softplus", beta, threshold))(x)
+
+
+def softplus_arguments(where, beta, threshold):
+    """The checked ``beta`` (> 0) and ``threshold`` (finite) of softplus."""
+    return (validate.real(where, "beta", beta, above=0.0),
+            validate.real(where, "threshold", threshold))
 
 
 def shifted_softplus(x: Tensor) -> Tensor:
@@ -388,9 +401,7 @@ def maxout(x: Tensor, pieces: int) -> Tensor:
     x (N, C, ...) -> (N, C / pieces, ...); output channel k is the maximum of input channels
     k*pieces .. k*pieces + pieces - 1. C must be divisible by ``pieces``.
     """
-    if not isinstance(pieces, (int, np.integer)) or pieces < 1:
-        raise OpError(f"maxout: pieces must be a positive integer, got {pieces!r}")
-    return Maxout(int(pieces))(x)
+    return Maxout(validate.integer("maxout", "pieces", pieces, minimum=1))(x)
 
 
 def apl(x: Tensor, a: Tensor, b: Tensor) -> Tensor:

@@ -23,9 +23,7 @@ of column matrices at any time, whatever the batch size.
 """
 from __future__ import annotations
 
-import numbers
-
-from cnnlite import backend
+from cnnlite import backend, memory, validate
 from cnnlite.autograd import Function
 from cnnlite.errors import OpError
 from cnnlite.reference.conv import output_size
@@ -49,14 +47,14 @@ def batch_chunks(samples, bytes_per_sample, budget):
     return [slice(start, min(start + size, samples)) for start in range(0, samples, size)]
 
 
-def _pair(value, name, shapes):
-    """An int or a pair of ints as a pair of Python ints (vertical, horizontal)."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return int(value), int(value)
-    if (isinstance(value, (tuple, list)) and len(value) == 2
-            and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value)):
-        return int(value[0]), int(value[1])
-    raise OpError(f"conv2d: {name} must be an int or a pair of ints, got {value!r} for {shapes}")
+def conv_arguments(where, stride, padding, dilation, groups):
+    """stride, padding, dilation (as pairs of ints) and groups, checked: the same rules for
+    ``F.conv2d`` and ``nn.Conv2d`` (``True`` and ``1.5`` are not sizes; a stride of ``2**63``
+    would overflow the kernels' index arithmetic)."""
+    return (validate.pair(where, "stride", stride, minimum=1),
+            validate.pair(where, "padding", padding, minimum=0),
+            validate.pair(where, "dilation", dilation, minimum=1),
+            validate.integer(where, "groups", groups, minimum=1))
 
 
 class Conv2d(Function):
@@ -69,32 +67,24 @@ class Conv2d(Function):
     """
 
     def __init__(self, stride=1, padding=0, dilation=1, groups=1):
-        # Checked in forward, where the shapes are known and can go into the error message.
-        self.hyper_parameters = (stride, padding, dilation, groups)
+        self.stride, self.padding, self.dilation, self.groups = conv_arguments(
+            "conv2d", stride, padding, dilation, groups)
 
     def check(self, x, w, b):
-        """Set stride, padding, dilation (as pairs) and groups; raise OpError, naming the
-        shapes, for anything that does not make a convolution."""
+        """Raise OpError, naming the shapes, for inputs that do not make a convolution."""
         shapes = f"x {_shape(x)} and w {_shape(w)}"
-        stride, padding, dilation, groups = self.hyper_parameters
-        self.stride = _pair(stride, "stride", shapes)
-        self.padding = _pair(padding, "padding", shapes)
-        self.dilation = _pair(dilation, "dilation", shapes)
-        if not isinstance(groups, numbers.Integral) or isinstance(groups, bool):
-            raise OpError(f"conv2d: groups must be an int, got {groups!r} for {shapes}")
-        self.groups = int(groups)
         if x.ndim != 4 or w.ndim != 4:
             raise OpError(f"conv2d: expected x of shape (N, C, H, W) and w of shape "
                           f"(O, C/groups, kh, kw), got {shapes}")
+        if min(x.shape[1:] + w.shape) < 1:
+            raise OpError(f"conv2d: every size but the batch size N must be >= 1 in x (N, C, "
+                          f"H, W) and w (O, C/groups, kh, kw), got {shapes}")
         hyper = (f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, "
                  f"groups={self.groups}")
-        if min(self.stride) < 1 or min(self.dilation) < 1 or min(self.padding) < 0:
-            raise OpError(f"conv2d: stride and dilation must be >= 1 and padding >= 0, got "
-                          f"{hyper} for {shapes}")
         G, C, O = self.groups, x.shape[1], w.shape[0]
-        if G < 1 or C % G or O % G:
-            raise OpError(f"conv2d: groups={G} must be >= 1 and divide both the input channels "
-                          f"C={C} and the output channels O={O}; got {shapes}")
+        if C % G or O % G:
+            raise OpError(f"conv2d: groups={G} must divide both the input channels C={C} and "
+                          f"the output channels O={O}; got {shapes}")
         if C != w.shape[1] * G:
             raise OpError(f"conv2d: expected x of shape (N, C, H, W) with C={w.shape[1] * G} = "
                           f"w.shape[1]*groups, got {shapes} (groups={G})")
@@ -127,7 +117,9 @@ class Conv2d(Function):
         im2col = backend.kernel("im2col", x)
         w_groups = w.reshape(G, O // G, C_group * kh * kw)
 
-        y = xp.empty((N, O, L), dtype=xp.result_type(*(a for a in (x, w, b) if a is not None)))
+        dtype = xp.result_type(*(a for a in (x, w, b) if a is not None))
+        memory.check_allocation("conv2d", "output", (N, O, self.out_h, self.out_w), dtype, xp=xp)
+        y = xp.empty((N, O, L), dtype=dtype)
         batches = self.chunks(x.shape, kh, kw, x.itemsize)
         for batch in batches:
             col = im2col(x[batch], kh, kw, self.stride, self.padding, self.dilation)
@@ -186,7 +178,9 @@ class Conv2d(Function):
                 gx_batches.append(col2im(gcol.reshape(C * kh * kw, -1), x[batch].shape, kh, kw,
                                          self.stride, self.padding, self.dilation))
         gx = None
-        if need_x:
+        if need_x and not gx_batches:  # an empty batch (N = 0)
+            gx = xp.zeros(x.shape, dtype=gcol_dtype)
+        elif need_x:
             gx = gx_batches[0] if len(gx_batches) == 1 else xp.concatenate(gx_batches)
         gw = gw_groups.reshape(w.shape) if need_w else None
         if len(self.needs_input_grad) == 2:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlite import backend
+from cnnlite import backend, validate
 from cnnlite.autograd import Function
-from cnnlite.errors import OpError
+from cnnlite.errors import ArgumentTypeError
 from cnnlite.tensor import Tensor, as_tensor
 
 __all__ = ["dropout"]
@@ -31,9 +31,6 @@ class Dropout(Function):
         self.p, self.rng = p, rng
 
     def forward(self, x):
-        if x.dtype.kind != "f":
-            raise OpError(f"dropout: expected a floating-point x, got {x.dtype} x "
-                          f"{tuple(x.shape)}")
         seed = int(self.rng.integers(2**63))
         y, mask = backend.kernel("dropout_forward", x)(x, self.p, seed)
         self.save_for_backward(mask)
@@ -61,9 +58,22 @@ def dropout(x, p: float = 0.5, training: bool = True,
         imported.
     """
     x = as_tensor(x, op_name="dropout")
-    if isinstance(p, bool) or not isinstance(p, (int, float, np.floating, np.integer)) \
-            or not 0 <= p <= 1:
-        raise OpError(f"dropout: p must be a probability in [0, 1], got {p!r} for x {x.shape}")
+    p, training, rng = dropout_arguments("dropout", p, training, rng)
     if not training or p == 0:
         return x
-    return Dropout(float(p), _default_rng if rng is None else rng)(x)
+    return Dropout(p, _default_rng if rng is None else rng)(x)
+
+
+def random_generator(where, rng):
+    """``rng`` checked to be None or a NumPy Generator (the random ops draw from it)."""
+    if rng is not None and not isinstance(rng, np.random.Generator):
+        raise ArgumentTypeError(f"{where}: rng must be a numpy.random.Generator or None, got "
+                                f"{type(rng).__name__}")
+    return rng
+
+
+def dropout_arguments(where, p, training, rng):
+    """The checked ``p`` (a probability in [0, 1]), ``training`` (a bool) and ``rng`` (None or
+    a NumPy Generator) of dropout."""
+    return (validate.probability(where, "p", p), validate.boolean(where, "training", training),
+            random_generator(where, rng))

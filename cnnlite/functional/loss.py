@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlite import backend
+from cnnlite import backend, validate
 from cnnlite.autograd import Function
 from cnnlite.errors import OpError
 from cnnlite.functional.reduction import normalize_axes
@@ -29,13 +29,6 @@ __all__ = ["softmax", "log_softmax", "cross_entropy", "nll_loss", "mse_loss"]
 REDUCTIONS = ("mean", "sum", "none")
 
 
-def _check_floating(op_name, x):
-    """The kernels compute in the input's float type; integers have none (as in PyTorch)."""
-    if x.dtype.kind != "f":
-        raise OpError(f"{op_name}: expected a floating-point input, got {x.dtype} "
-                      f"{tuple(x.shape)}")
-
-
 def _along_axes(kernel_name, arrays, axes):
     """Run softmax kernel ``kernel_name`` on ``arrays`` (all of one shape) along ``axes``.
 
@@ -43,6 +36,10 @@ def _along_axes(kernel_name, arrays, axes):
     are first moved to the end and merged into one: softmax over a (C, H*W) view is softmax
     over (C, H, W)'s last two axes.
     """
+    if arrays[0].size == 0:
+        # Nothing to normalise (an empty batch, or an axis of length 0): an empty result, as
+        # in PyTorch, where the kernels' maximum over no values would fail.
+        return backend.array_module(*arrays).zeros_like(arrays[-1])
     run = backend.kernel(kernel_name, arrays[0])
     if len(axes) == 1:
         return run(*arrays, axes[0])
@@ -68,7 +65,6 @@ class Softmax(Function):
         self.axis = axis
 
     def forward(self, x):
-        _check_floating("softmax", x)
         self.axes = normalize_axes(self.axis, x.ndim, "softmax")
         y = _along_axes("softmax_forward", [x], self.axes)
         self.save_for_backward(y)
@@ -92,7 +88,6 @@ class LogSoftmax(Function):
         self.axis = axis
 
     def forward(self, x):
-        _check_floating("log_softmax", x)
         self.axes = normalize_axes(self.axis, x.ndim, "log_softmax")
         y = _along_axes("log_softmax_forward", [x], self.axes)
         self.save_for_backward(y)
@@ -115,6 +110,9 @@ def _check_target(op_name, scores, target, what):
     axis = _class_axis(scores.ndim)
     expected = scores.shape[:axis] + scores.shape[axis + 1:]
     classes = scores.shape[axis]
+    if classes == 0:
+        raise OpError(f"{op_name}: {what} {tuple(scores.shape)} has no classes (axis {axis} "
+                      f"has length 0)")
     if target.shape != expected:
         raise OpError(f"{op_name}: expected target of shape {expected} (the shape of {what} "
                       f"{tuple(scores.shape)} without the class axis {axis}), got target "
@@ -149,7 +147,6 @@ class CrossEntropy(Function):
         self.target, self.label_smoothing = target, label_smoothing
 
     def forward(self, logits):
-        _check_floating("cross_entropy", logits)
         target = backend.array_module(logits).asarray(self.target)
         _check_target("cross_entropy", logits, target, "logits")
         loss, log_probs = backend.kernel("cross_entropy_forward", logits)(
@@ -211,9 +208,11 @@ class SquaredError(Function):
 
 # --- the functional API --------------------------------------------------------------------------
 
-def _check_reduction(op_name, reduction):
-    if reduction not in REDUCTIONS:
-        raise OpError(f"{op_name}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+def check_reduction(where, reduction):
+    """``reduction`` checked to be one of REDUCTIONS (the losses and the loss layers)."""
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
+        raise OpError(f"{where}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    return reduction
 
 
 def _reduce(losses, reduction):
@@ -257,9 +256,8 @@ def cross_entropy(logits: Tensor, target, label_smoothing: float = 0.0,
         The target becomes (1 - eps) one_hot + eps / K.
     reduction : "mean" (over all samples and positions), "sum" or "none".
     """
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise OpError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
-    _check_reduction("cross_entropy", reduction)
+    label_smoothing = validate.probability("cross_entropy", "label_smoothing", label_smoothing)
+    check_reduction("cross_entropy", reduction)
     target = _class_indices("cross_entropy", target)
     return _reduce(CrossEntropy(target, label_smoothing)(logits), reduction)
 
@@ -270,12 +268,12 @@ def nll_loss(log_probs: Tensor, target, reduction: str = "mean") -> Tensor:
     ``nll_loss(log_softmax(x, axis=1), t)`` equals ``cross_entropy(x, t)``.
     Shapes as in ``cross_entropy``.
     """
-    _check_reduction("nll_loss", reduction)
+    check_reduction("nll_loss", reduction)
     target = _class_indices("nll_loss", target)
     return _reduce(NLLLoss(target)(log_probs), reduction)
 
 
 def mse_loss(x: Tensor, y: Tensor, reduction: str = "mean") -> Tensor:
     """Mean squared error, mean((x - y)^2); x and y must have the same shape."""
-    _check_reduction("mse_loss", reduction)
+    check_reduction("mse_loss", reduction)
     return _reduce(SquaredError()(x, y), reduction)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlite import backend
+from cnnlite import backend, dtypes
 from cnnlite.autograd import Function
 from cnnlite.errors import OpError
 
@@ -30,6 +30,8 @@ def sum_to(g, shape):
 
 class BroadcastBinary(Function):
     """Base of the binary element-wise ops: checks that the two shapes broadcast."""
+
+    dtypes = dtypes.NUMERIC
 
     symbol = "?"
 
@@ -66,6 +68,7 @@ class Sub(BroadcastBinary):
     symbol = "-"
 
     def compute(self, a, b):
+        _refuse_bool_negation("sub (-)", a, b)
         return a - b
 
     def backward(self, gy):
@@ -133,10 +136,21 @@ class Maximum(BroadcastBinary):
         return self.reduce_grads(gy * share_a, gy * (1 - share_a))
 
 
+def _refuse_bool_negation(op, *arrays):
+    """NumPy (and PyTorch) refuse to negate bools; say so under the op's name."""
+    if all(a.dtype == np.bool_ for a in arrays):
+        raise OpError(f"{op}: bool tensors cannot be negated or subtracted (shapes "
+                      f"{', '.join(str(tuple(a.shape)) for a in arrays)}); use logical_not on "
+                      f"the data, or convert with .astype(...) first")
+
+
 class Neg(Function):
     """y = -x."""
 
+    dtypes = dtypes.NUMERIC
+
     def forward(self, x):
+        _refuse_bool_negation("neg (-)", x)
         return -x
 
     def backward(self, gy):
@@ -184,6 +198,8 @@ class Sqrt(Function):
 class Abs(Function):
     """y = |x|;  dy/dx = sign(x) (0 at x = 0, as in NumPy and PyTorch)."""
 
+    dtypes = dtypes.NUMERIC
+
     def forward(self, x):
         self.save_for_backward(x)
         return backend.array_module(x).abs(x)
@@ -195,6 +211,8 @@ class Abs(Function):
 
 class Clip(Function):
     """y = min(max(x, low), high);  dy/dx = 1 inside [low, high], 0 outside."""
+
+    dtypes = dtypes.NUMERIC
 
     def __init__(self, low, high):
         self.low, self.high = low, high
@@ -215,6 +233,8 @@ class Clip(Function):
 
 class Where(Function):
     """y = a where condition else b; the gradient flows to the side that was chosen."""
+
+    dtypes = dtypes.NUMERIC
 
     def __init__(self, condition):
         self.condition = condition
@@ -242,9 +262,15 @@ class MatMul(Function):
     a: (..., n, k), b: (..., k, m) -> y: (..., n, m)
     dL/da = dL/dy @ b^T,  dL/db = a^T @ dL/dy  (then summed over broadcast batch axes).
     A 1-d a is treated as (1, k) and a 1-d b as (k, 1), the added axis removed again.
+    Two bool matrices are multiplied as the integers 0 and 1 (NumPy would compute a logical
+    "or of ands", True where a count is wanted).
     """
 
+    dtypes = dtypes.NUMERIC
+
     def forward(self, a, b):
+        if a.dtype == np.bool_ and b.dtype == np.bool_:
+            a, b = a.astype(np.int64), b.astype(np.int64)
         if a.ndim == 0 or b.ndim == 0:
             raise OpError(f"matmul (@): both operands need at least 1 dimension, got shapes "
                           f"{tuple(a.shape)} and {tuple(b.shape)}")
@@ -281,6 +307,8 @@ class MatMul(Function):
 class Copy(Function):
     """y = x as a new array (``clone``); the gradient passes through."""
 
+    dtypes = dtypes.NUMERIC
+
     def forward(self, x):
         return x.copy()
 
@@ -290,6 +318,8 @@ class Copy(Function):
 
 class AsType(Function):
     """y = x converted to another dtype; the gradient is converted back."""
+
+    dtypes = dtypes.NUMERIC
 
     def __init__(self, dtype):
         self.dtype = dtype

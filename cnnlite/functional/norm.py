@@ -6,20 +6,25 @@ through the ``(N, C, L)`` view that the kernels in ``cnnlite.reference.norm`` (l
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from cnnlite import backend
+from cnnlite import backend, validate
 from cnnlite.autograd import Function, no_grad
 from cnnlite.errors import OpError
+from cnnlite.functional.math import add, mul
+from cnnlite.functional.shape import reshape
 from cnnlite.tensor import Tensor, as_tensor
 
 __all__ = ["batch_norm", "local_response_norm"]
 
 
 def _channel_view(x):
-    """The (N, C, L) view the kernels take: L = product of the spatial sizes (1 for (N, C))."""
+    """The (N, C, L) view the kernels take: L = product of the spatial sizes (1 for (N, C)),
+    spelled out because -1 cannot be solved for in an empty batch."""
     xp = backend.array_module(x)
-    return xp.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], -1)
+    return xp.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], math.prod(x.shape[2:]))
 
 
 def _raw(a):
@@ -111,6 +116,23 @@ def _update_running(running, batch_value, momentum):
         running[...] = new
 
 
+def batch_norm_arguments(where, momentum, eps):
+    """The checked ``momentum`` (in [0, 1]) and ``eps`` (> 0: with 0, a constant channel
+    divides by zero) of batch normalisation."""
+    return (validate.probability(where, "momentum", momentum),
+            validate.real(where, "eps", eps, above=0.0))
+
+
+def _empty_batch(x, weight, bias):
+    """Batch normalisation of an empty x (N = 0, or a spatial size 0): no statistics to take,
+    so, as in PyTorch, ``y = x * weight + bias`` (empty), weight and bias get zero gradients,
+    and the running statistics stay as they are."""
+    view = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    y = x if weight is None else mul(x, reshape(weight, view))
+    y = y if bias is None else add(y, reshape(bias, view))
+    return y.clone() if y is x else y
+
+
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training: bool = False,
                momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
     """Batch normalisation over the batch and spatial axes, per channel (axis 1).
@@ -141,6 +163,8 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training: b
     Tensor of x's shape. See ``BatchNorm`` for the gradient.
     """
     x = as_tensor(x, op_name="batch_norm")
+    training = validate.boolean("batch_norm", "training", training)
+    momentum, eps = batch_norm_arguments("batch_norm", momentum, eps)
     shape = x.shape
     if x.ndim < 2:
         raise OpError(f"batch_norm: expected x of shape (N, C) or (N, C, H, W), got {shape}")
@@ -150,8 +174,10 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training: b
     if (running_mean is None) != (running_var is None):
         raise OpError(f"batch_norm: give both running_mean and running_var or neither, for x "
                       f"{shape}")
+    if x.size == 0:
+        return _empty_batch(x, weight, bias)
     use_batch_statistics = training or running_mean is None
-    values_per_channel = x.size // shape[1] if shape[1] else 0
+    values_per_channel = x.size // shape[1]
     if use_batch_statistics and values_per_channel < 2:
         raise OpError(f"batch_norm: batch statistics need more than 1 value per channel, got x "
                       f"{shape}")
@@ -235,8 +261,16 @@ def local_response_norm(x, size: int, alpha: float = 1e-4, beta: float = 0.75, k
     if x.ndim < 3:
         raise OpError(f"local_response_norm: expected x of shape (N, C, H, W) or (N, C, L), "
                       f"got {x.shape}")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-        raise OpError(f"local_response_norm: size must be an integer >= 1, got {size!r} for x "
-                      f"{x.shape}")
+    size, alpha, beta, k, alpha_over_size = lrn_arguments(
+        "local_response_norm", size, alpha, beta, k, alpha_over_size)
     coefficient = alpha / size if alpha_over_size else alpha
-    return LocalResponseNorm(int(size), float(coefficient), float(beta), float(k))(x)
+    return LocalResponseNorm(size, coefficient, beta, k)(x)
+
+
+def lrn_arguments(where, size, alpha, beta, k, alpha_over_size):
+    """The checked arguments of local response normalisation: ``size`` an int >= 1, ``alpha``,
+    ``beta`` and ``k`` finite real numbers, ``alpha_over_size`` a bool."""
+    return (validate.integer(where, "size", size, minimum=1),
+            validate.real(where, "alpha", alpha), validate.real(where, "beta", beta),
+            validate.real(where, "k", k), validate.boolean(where, "alpha_over_size",
+                                                           alpha_over_size))

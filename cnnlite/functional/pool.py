@@ -21,9 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cnnlite import backend
+from cnnlite import backend, memory, validate
 from cnnlite.autograd import Function
-from cnnlite.errors import OpError
+from cnnlite.errors import ArgumentTypeError, OpError
+from cnnlite.functional.dropout import random_generator
 from cnnlite.functional.shape import concat, reshape
 
 __all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
@@ -54,41 +55,35 @@ class PoolWindow:
     output_size: tuple
 
 
-def _pair(value, what, op, x_shape):
-    if isinstance(value, (int, np.integer)):
-        return int(value), int(value)
-    if (isinstance(value, (tuple, list)) and len(value) == 2
-            and all(isinstance(v, (int, np.integer)) for v in value)):
-        return int(value[0]), int(value[1])
-    raise OpError(f"{op}: {what} must be an int or a pair of ints, got {value!r} "
-                  f"(x {tuple(x_shape)})")
-
-
 def _check_input(op, x_shape):
-    if len(x_shape) != 4 or min(x_shape[2:]) < 1:
-        raise OpError(f"{op}: expected x of shape (N, C, H, W) with H, W >= 1, "
+    """x: (N, C, H, W); an empty batch (N = 0) is fine, an empty image or no channels is not
+    (PyTorch refuses them too)."""
+    if len(x_shape) != 4 or min(x_shape[1:]) < 1:
+        raise OpError(f"{op}: expected x of shape (N, C, H, W) with C, H, W >= 1, "
                       f"got {tuple(x_shape)}")
 
 
-def _check_floating(op, x):
-    """Averages of integers would be cut to integers: the averaging poolings want floats."""
-    if x.dtype.kind != "f":
-        raise OpError(f"{op}: expected a floating-point x, got {x.dtype} x {tuple(x.shape)}")
+def pool_arguments(where, kernel_size, stride, padding, ceil_mode):
+    """The checked arguments of a sliding-window pooling: kernel, stride, padding as (rows,
+    columns) pairs of ints, and ceil_mode. The functional ops and the layers (``nn.MaxPool2d``,
+    ...) both call it, so both refuse the same things: ``True`` or ``1.5`` as a size, a stride
+    of ``2**63``, ``ceil_mode="no"``, padding beyond half the kernel."""
+    kernel = validate.pair(where, "kernel_size", kernel_size, minimum=1)
+    stride = kernel if stride is None else validate.pair(where, "stride", stride, minimum=1)
+    padding = validate.pair(where, "padding", padding, minimum=0)
+    ceil_mode = validate.boolean(where, "ceil_mode", ceil_mode)
+    if any(2 * p > k for p, k in zip(padding, kernel)):
+        raise OpError(f"{where}: padding must be at most half the kernel_size, got padding "
+                      f"{padding} for kernel_size {kernel}")
+    return kernel, stride, padding, ceil_mode
 
 
 def pool_window(op, x_shape, kernel_size, stride, padding, ceil_mode) -> PoolWindow:
     """Check the arguments of a sliding-window pooling of ``x_shape``; return its geometry."""
     _check_input(op, x_shape)
-    kernel = _pair(kernel_size, "kernel_size", op, x_shape)
-    stride = kernel if stride is None else _pair(stride, "stride", op, x_shape)
-    padding = _pair(padding, "padding", op, x_shape)
+    kernel, stride, padding, ceil_mode = pool_arguments(op, kernel_size, stride, padding,
+                                                        ceil_mode)
     shape = tuple(x_shape)
-    if min(kernel) < 1 or min(stride) < 1:
-        raise OpError(f"{op}: kernel_size and stride must be positive, got kernel_size "
-                      f"{kernel}, stride {stride} for x {shape}")
-    if min(padding) < 0 or any(2 * p > k for p, k in zip(padding, kernel)):
-        raise OpError(f"{op}: padding must be between 0 and half the kernel_size, got "
-                      f"padding {padding} for kernel_size {kernel} (x {shape})")
     padded = tuple(n + 2 * p for n, p in zip(shape[2:], padding))
     if any(k > n for k, n in zip(kernel, padded)):
         raise OpError(f"{op}: kernel_size {kernel} is larger than the padded input {padded} "
@@ -108,19 +103,42 @@ def adaptive_bins(size: int, count: int):
     return [(i * size // count, -(-(i + 1) * size // count)) for i in range(count)]
 
 
-def _adaptive_output_size(op, x_shape, output_size):
-    _check_input(op, x_shape)
-    if output_size is None or isinstance(output_size, (int, np.integer)):
+def adaptive_output_size(where, output_size):
+    """The checked ``output_size`` of an adaptive pooling: a pair of ints >= 1 or None (None
+    keeps that axis's input size), from an int, a pair or None."""
+    if output_size is None or validate.is_integer(output_size):
         output_size = (output_size, output_size)
     if not (isinstance(output_size, (tuple, list)) and len(output_size) == 2):
-        raise OpError(f"{op}: output_size must be an int or a pair, got {output_size!r} "
-                      f"(x {tuple(x_shape)})")
-    # None keeps that axis's input size.
-    sizes = tuple(n if s is None else s for s, n in zip(output_size, x_shape[2:]))
-    if not all(isinstance(s, (int, np.integer)) and s >= 1 for s in sizes):
-        raise OpError(f"{op}: output_size must be positive, got {output_size!r} "
-                      f"(x {tuple(x_shape)})")
-    return tuple(int(s) for s in sizes)
+        raise ArgumentTypeError(f"{where}: output_size must be an int or a pair of ints (or "
+                                f"None), got {type(output_size).__name__} {output_size!r}")
+    return tuple(None if s is None else validate.integer(where, f"output_size[{i}]", s,
+                                                         minimum=1)
+                 for i, s in enumerate(output_size))
+
+
+def _adaptive_output_size(op, x_shape, output_size):
+    _check_input(op, x_shape)
+    sizes = adaptive_output_size(op, output_size)
+    return tuple(n if s is None else s for s, n in zip(sizes, x_shape[2:]))
+
+
+def pyramid_arguments(where, levels, mode):
+    """The checked ``levels`` (a non-empty sequence of ints >= 1) and ``mode`` of spatial
+    pyramid pooling."""
+    if mode not in ("max", "avg"):
+        raise OpError(f"{where}: mode must be 'max' or 'avg', got {mode!r}")
+    sizes = tuple(levels) if hasattr(levels, "__iter__") and not isinstance(levels, str) else ()
+    if not sizes:
+        raise ArgumentTypeError(f"{where}: levels must be a non-empty sequence of ints, got "
+                                f"{type(levels).__name__} {levels!r}")
+    return tuple(validate.integer(where, f"levels[{i}]", n, minimum=1)
+                 for i, n in enumerate(sizes)), mode
+
+
+def stochastic_arguments(where, training, rng):
+    """The checked ``training`` switch and ``rng`` (None or a NumPy Generator) of stochastic
+    pooling."""
+    return validate.boolean(where, "training", training), random_generator(where, rng)
 
 
 # --- the Functions --------------------------------------------------------------------------
@@ -159,11 +177,11 @@ class AvgPool2d(Function):
 
     def __init__(self, kernel_size, stride, padding, ceil_mode, count_include_pad):
         self.args = (kernel_size, stride, padding, ceil_mode)
-        self.count_include_pad = bool(count_include_pad)
+        self.count_include_pad = validate.boolean("avg_pool2d", "count_include_pad",
+                                                  count_include_pad)
 
     def forward(self, x):
         self.window = g = pool_window("avg_pool2d", x.shape, *self.args)
-        _check_floating("avg_pool2d", x)
         self.input_size = x.shape[2:]
         return backend.kernel("avg_pool2d_forward", x)(
             x, g.kernel_size, g.stride, g.padding, g.output_size, self.count_include_pad)
@@ -186,10 +204,12 @@ class AdaptiveAvgPool2d(Function):
 
     def forward(self, x):
         oh, ow = _adaptive_output_size("adaptive_avg_pool2d", x.shape, self.output_size)
-        _check_floating("adaptive_avg_pool2d", x)
         self.bins = adaptive_bins(x.shape[2], oh), adaptive_bins(x.shape[3], ow)
         self.x_shape = x.shape
-        y = backend.array_module(x).empty(x.shape[:2] + (oh, ow), dtype=x.dtype)
+        xp = backend.array_module(x)
+        memory.check_allocation("adaptive_avg_pool2d", "output", x.shape[:2] + (oh, ow),
+                                x.dtype, xp=xp)
+        y = xp.empty(x.shape[:2] + (oh, ow), dtype=x.dtype)
         for i, (h0, h1) in enumerate(self.bins[0]):
             for j, (w0, w1) in enumerate(self.bins[1]):
                 y[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
@@ -217,11 +237,13 @@ class AdaptiveMaxPool2d(Function):
         oh, ow = _adaptive_output_size("adaptive_max_pool2d", x.shape, self.output_size)
         xp = backend.array_module(x)
         n, c, h, w = x.shape
+        memory.check_allocation("adaptive_max_pool2d", "output and argmax", (n, c, oh, ow),
+                                x.dtype, np.int32, xp=xp)
         y = xp.empty((n, c, oh, ow), dtype=x.dtype)
         argmax = xp.empty((n, c, oh, ow), dtype=np.int32)
         for i, (h0, h1) in enumerate(adaptive_bins(h, oh)):
             for j, (w0, w1) in enumerate(adaptive_bins(w, ow)):
-                patch = x[:, :, h0:h1, w0:w1].reshape(n, c, -1)
+                patch = x[:, :, h0:h1, w0:w1].reshape(n, c, (h1 - h0) * (w1 - w0))
                 k = patch.argmax(axis=2)
                 y[:, :, i, j] = xp.take_along_axis(patch, k[..., None], axis=2)[..., 0]
                 argmax[:, :, i, j] = (h0 + k // (w1 - w0)) * w + (w0 + k % (w1 - w0))
@@ -242,7 +264,6 @@ class GlobalAvgPool2d(Function):
 
     def forward(self, x):
         _check_input("global_avg_pool2d", x.shape)
-        _check_floating("global_avg_pool2d", x)
         self.x_shape = x.shape
         return x.mean(axis=(2, 3), keepdims=True)
 
@@ -252,7 +273,9 @@ class GlobalAvgPool2d(Function):
 
 
 def _check_non_negative(op, x):
-    if x.size and float(x.min()) < 0:
+    """The sampling probabilities are a_k / sum(a): no negative value and no NaN (whose
+    minimum is NaN, so ``not >= 0``)."""
+    if x.size and not float(x.min()) >= 0:
         raise OpError(f"{op}: x must be non-negative (the sampling probabilities are the "
                       f"activations a_k / sum(a), e.g. after a ReLU); got a minimum of "
                       f"{float(x.min()):.4g} in x {tuple(x.shape)}")
@@ -298,7 +321,6 @@ class ProbabilityWeightedPool2d(Function):
 
     def forward(self, x):
         self.window = g = pool_window("stochastic_pool2d", x.shape, *self.args)
-        _check_floating("stochastic_pool2d", x)
         _check_non_negative("stochastic_pool2d", x)
         self.save_for_backward(x)
         return backend.kernel("probability_weighted_pool2d_forward", x)(
@@ -356,6 +378,7 @@ def stochastic_pool2d(x, kernel_size, stride=None, training: bool = True, rng=No
     window gives 0 either way. ``ceil_mode`` clips the last windows to the input, as Caffe.
     x: (N, C, H, W) -> (N, C, OH, OW)
     """
+    training, rng = stochastic_arguments("stochastic_pool2d", training, rng)
     if training:
         rng = _default_rng if rng is None else rng
         return StochasticPool2d(kernel_size, stride, ceil_mode, rng)(x)
@@ -370,7 +393,6 @@ def max_avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = Fal
     """
     # Checked here too, so that a bad call names this op, not the max_pool2d inside it.
     pool_window("max_avg_pool2d", x.shape, kernel_size, stride, padding, ceil_mode)
-    _check_floating("max_avg_pool2d", x)
     return (max_pool2d(x, kernel_size, stride, padding, ceil_mode)
             + avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad=True))
 
@@ -386,15 +408,7 @@ def spatial_pyramid_pool2d(x, levels=(1, 2, 4), mode: str = "max"):
     """
     # Checked here, so that a bad call names this op, not the adaptive pooling inside it.
     _check_input("spatial_pyramid_pool2d", x.shape)
-    if mode not in ("max", "avg"):
-        raise OpError(f"spatial_pyramid_pool2d: mode must be 'max' or 'avg', got {mode!r} "
-                      f"(x {tuple(x.shape)})")
-    sizes = tuple(levels) if hasattr(levels, "__iter__") else ()
-    if not sizes or not all(isinstance(n, (int, np.integer)) and n >= 1 for n in sizes):
-        raise OpError(f"spatial_pyramid_pool2d: levels must be positive ints, got {levels!r} "
-                      f"(x {tuple(x.shape)})")
-    if mode == "avg":
-        _check_floating("spatial_pyramid_pool2d", x)
+    sizes, mode = pyramid_arguments("spatial_pyramid_pool2d", levels, mode)
     pool = adaptive_max_pool2d if mode == "max" else adaptive_avg_pool2d
-    pooled = [pool(x, int(n)) for n in sizes]
+    pooled = [pool(x, n) for n in sizes]
     return concat([reshape(p, (p.shape[0], math.prod(p.shape[1:]))) for p in pooled], axis=1)

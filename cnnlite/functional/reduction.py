@@ -7,25 +7,20 @@ from __future__ import annotations
 
 import builtins
 
-from cnnlite import backend
+from cnnlite import backend, dtypes, validate
 from cnnlite.autograd import Function
 from cnnlite.errors import OpError
 
 
 def normalize_axes(axis, ndim, op_name):
-    """``axis`` (None, int or tuple, negatives allowed) as a sorted tuple of axes."""
+    """``axis`` (None, int or tuple, negatives allowed) as a sorted tuple of axes.
+
+    A 0-d array takes axis 0 (or -1) as "itself", as in PyTorch: there is nothing to reduce.
+    """
     if axis is None:
         return tuple(range(ndim))
-    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
-    normalized = []
-    for a in axes:
-        if not -ndim <= a < builtins.max(ndim, 1):
-            raise OpError(f"{op_name}: axis {a} is out of range for a tensor with {ndim} "
-                          f"dimensions")
-        normalized.append(a % builtins.max(ndim, 1))
-    if len(set(normalized)) != len(normalized):
-        raise OpError(f"{op_name}: repeated axis in {axis}")
-    return tuple(sorted(normalized))
+    axes = validate.axes(op_name, axis, builtins.max(ndim, 1))
+    return tuple(sorted(axes)) if ndim else ()
 
 
 def keepdims_shape(shape, axes):
@@ -35,8 +30,11 @@ def keepdims_shape(shape, axes):
 class Reduction(Function):
     """Base: holds ``axis``/``keepdims`` and knows how to spread a gradient back."""
 
+    dtypes = dtypes.NUMERIC
+
     def __init__(self, axis=None, keepdims=False):
-        self.axis, self.keepdims = axis, keepdims
+        self.axis = axis
+        self.keepdims = validate.boolean(self.name.lower(), "keepdims", keepdims)
 
     def forward(self, x):
         self.axes = normalize_axes(self.axis, x.ndim, self.name.lower())
@@ -60,16 +58,22 @@ class Sum(Reduction):
 
 
 class Mean(Reduction):
-    """y = sum(x) / n over the axes;  dy/dx = 1 / n."""
+    """y = sum(x) / n over the axes;  dy/dx = 1 / n.
+
+    The mean of no values (n = 0, e.g. the loss of an empty batch) is NaN, as in NumPy and
+    PyTorch, without NumPy's warning; its gradient is empty, as x is.
+    """
 
     def reduce(self, x):
         self.count = 1
         for a in self.axes:
             self.count *= x.shape[a]
+        if self.count == 0:
+            return x.sum(axis=self.axes, keepdims=self.keepdims) * float("nan")
         return x.mean(axis=self.axes, keepdims=self.keepdims)
 
     def backward(self, gy):
-        return self.spread(gy / self.count)
+        return self.spread(gy / builtins.max(self.count, 1))
 
 
 class Max(Reduction):
@@ -108,7 +112,7 @@ class Var(Reduction):
 
     def __init__(self, axis=None, keepdims=False, ddof=0):
         super().__init__(axis, keepdims)
-        self.ddof = ddof
+        self.ddof = validate.integer("var", "ddof", ddof, minimum=0)
 
     def reduce(self, x):
         n = 1

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlite import backend
+from cnnlite import backend, dtypes, validate
 from cnnlite.autograd import Function
-from cnnlite.errors import OpError
+from cnnlite.errors import ArgumentTypeError, OpError
 from cnnlite.functional.math import sum_to
 from cnnlite.tensor import Tensor, as_tensor
 
@@ -23,8 +23,16 @@ def _shape_arg(shape):
     return tuple(shape)
 
 
+def _target_shape(op, shape):
+    """A target shape of ints, -1 standing for "whatever fits" (``2.0`` is not a size)."""
+    return tuple(validate.integer(op, f"shape[{i}]", n, minimum=-1, maximum=None)
+                 for i, n in enumerate(shape))
+
+
 class Reshape(Function):
     """y = x with a new shape of the same size; dL/dx = dL/dy reshaped back."""
+
+    dtypes = dtypes.NUMERIC
 
     def __init__(self, shape):
         self.shape = shape
@@ -46,15 +54,18 @@ class Reshape(Function):
 class Transpose(Function):
     """y = x with its axes permuted (reversed when no axes are given)."""
 
+    dtypes = dtypes.NUMERIC
+
     def __init__(self, axes):
         self.axes = axes
 
     def forward(self, x):
-        axes = self.axes or tuple(reversed(range(x.ndim)))
-        if sorted(a % max(x.ndim, 1) for a in axes) != list(range(x.ndim)):
-            raise OpError(f"transpose: axes {axes} are not a permutation of the "
+        axes = (validate.axes("transpose", self.axes, x.ndim, "axes") if self.axes
+                else tuple(reversed(range(x.ndim))))
+        if len(axes) != x.ndim:
+            raise OpError(f"transpose: axes {self.axes} are not a permutation of the "
                           f"{x.ndim} axes of a tensor of shape {tuple(x.shape)}")
-        self.inverse = tuple(np.argsort([a % x.ndim for a in axes]))
+        self.inverse = tuple(np.argsort(axes))
         return x.transpose(axes)
 
     def backward(self, gy):
@@ -63,6 +74,8 @@ class Transpose(Function):
 
 class BroadcastTo(Function):
     """y = x broadcast to a larger shape; dL/dx = dL/dy summed over the broadcast axes."""
+
+    dtypes = dtypes.NUMERIC
 
     def __init__(self, shape):
         self.shape = shape
@@ -89,6 +102,8 @@ class GetItem(Function):
     Backward scatters dL/dy into zeros of x's shape; indices that repeat add up (``add.at``).
     """
 
+    dtypes = dtypes.NUMERIC
+
     def __init__(self, index):
         self.index = index
 
@@ -105,15 +120,14 @@ class GetItem(Function):
 class Concat(Function):
     """y = the inputs joined along ``axis``; dL/dx_i = the matching slice of dL/dy."""
 
+    dtypes = dtypes.NUMERIC
+
     def __init__(self, axis):
         self.axis = axis
 
     def forward(self, *xs):
         first = xs[0]
-        if not -first.ndim <= self.axis < first.ndim:
-            raise OpError(f"concat: axis {self.axis} is out of range for tensors with "
-                          f"{first.ndim} dimensions")
-        axis = self.axis % first.ndim
+        axis = validate.axis("concat", self.axis, first.ndim)
         for x in xs[1:]:
             other = [n for i, n in enumerate(x.shape) if i != axis]
             if x.ndim != first.ndim or other != [n for i, n in enumerate(first.shape)
@@ -132,15 +146,15 @@ class Concat(Function):
 class Split(Function):
     """ys = x cut along ``axis`` (NumPy's ``split``); dL/dx = the pieces' gradients joined."""
 
+    dtypes = dtypes.NUMERIC
+
     def __init__(self, indices_or_sections, axis):
         self.indices_or_sections, self.axis = indices_or_sections, axis
 
     def forward(self, x):
-        if not -x.ndim <= self.axis < x.ndim:
-            raise OpError(f"split: axis {self.axis} is out of range for a tensor of shape "
-                          f"{tuple(x.shape)}")
-        sections = self.indices_or_sections
-        if isinstance(sections, int) and (sections <= 0 or x.shape[self.axis] % sections):
+        self.axis = validate.axis("split", self.axis, x.ndim)
+        sections = _sections(self.indices_or_sections)
+        if isinstance(sections, int) and x.shape[self.axis] % sections:
             raise OpError(f"split: axis {self.axis} of a tensor of shape {tuple(x.shape)} "
                           f"does not divide into {sections} equal parts")
         return tuple(backend.array_module(x).split(x, sections, axis=self.axis))
@@ -149,20 +163,41 @@ class Split(Function):
         return backend.array_module(gys[0]).concatenate(gys, axis=self.axis)
 
 
+def _sections(indices_or_sections):
+    """A number of equal parts (an int >= 1) or a list of int cut points, as numpy.split."""
+    if validate.is_integer(indices_or_sections):
+        return validate.integer("split", "sections", indices_or_sections, minimum=1)
+    if not isinstance(indices_or_sections, (tuple, list)):
+        raise ArgumentTypeError(f"split: indices_or_sections must be an int or a list of ints, "
+                                f"got {type(indices_or_sections).__name__} "
+                                f"{indices_or_sections!r}")
+    return [validate.integer("split", "indices", i, minimum=None, maximum=None)
+            for i in indices_or_sections]
+
+
+def _pad_widths(pad_width, ndim):
+    """``pad_width`` in any of numpy.pad's forms (n; (n,); (before, after); one pair per axis)
+    as an (ndim, 2) array, every entry checked to be an int >= 0 (``1.5`` is not padded by 1)."""
+    entries = np.asarray(pad_width, dtype=object)
+    for width in entries.flat:
+        validate.integer("pad", "pad_width", width, minimum=0)
+    try:
+        return np.broadcast_to(entries.astype(np.int64), (ndim, 2))
+    except ValueError:
+        raise OpError(f"pad: pad_width {pad_width} does not fit a tensor of {ndim} "
+                      f"dimensions (need one (before, after) pair per axis)") from None
+
+
 class Pad(Function):
     """y = x with a border of a constant value (NumPy's ``pad_width``); dL/dx = the centre."""
+
+    dtypes = dtypes.NUMERIC
 
     def __init__(self, pad_width, value):
         self.pad_width, self.value = pad_width, value
 
     def forward(self, x):
-        try:
-            widths = np.broadcast_to(np.asarray(self.pad_width, dtype=int), (x.ndim, 2))
-        except ValueError:
-            raise OpError(f"pad: pad_width {self.pad_width} does not fit a tensor of shape "
-                          f"{tuple(x.shape)} (need one (before, after) pair per axis)") from None
-        if (widths < 0).any():
-            raise OpError(f"pad: negative pad_width {self.pad_width}")
+        widths = _pad_widths(self.pad_width, x.ndim)
         self.crop = tuple(slice(int(b), int(b) + n) for (b, _), n in zip(widths, x.shape))
         return backend.array_module(x).pad(x, widths, mode="constant",
                                            constant_values=self.value)
@@ -176,7 +211,7 @@ def _tensor(x):
 
 
 def reshape(x, *shape):
-    return Reshape(_shape_arg(shape))(x)
+    return Reshape(_target_shape("reshape", _shape_arg(shape)))(x)
 
 
 def transpose(x, *axes):
@@ -184,15 +219,21 @@ def transpose(x, *axes):
 
 
 def flatten(x, start_axis=0, end_axis=-1):
-    """Merge axes ``start_axis..end_axis`` into one (all of them by default)."""
+    """Merge axes ``start_axis..end_axis`` into one (all of them by default); a 0-d tensor
+    becomes (1,), as in PyTorch."""
     shape = _tensor(x).shape
-    start, end = start_axis % max(len(shape), 1), end_axis % max(len(shape), 1)
+    ndim = max(len(shape), 1)
+    start = validate.axis("flatten", start_axis, ndim, "start_axis")
+    end = validate.axis("flatten", end_axis, ndim, "end_axis")
+    if start > end:
+        raise OpError(f"flatten: start_axis {start_axis} comes after end_axis {end_axis} for a "
+                      f"tensor of shape {shape}")
     merged = int(np.prod(shape[start:end + 1]))
     return reshape(x, shape[:start] + (merged,) + shape[end + 1:])
 
 
 def broadcast_to(x, *shape):
-    return BroadcastTo(_shape_arg(shape))(x)
+    return BroadcastTo(_target_shape("broadcast_to", _shape_arg(shape)))(x)
 
 
 expand = broadcast_to
@@ -202,7 +243,7 @@ def squeeze(x, axis=None):
     """Drop axes of length 1 (all of them, or the ones named)."""
     shape = _tensor(x).shape
     axes = [i for i, n in enumerate(shape) if n == 1] if axis is None else \
-        [a % len(shape) for a in (axis if isinstance(axis, (tuple, list)) else (axis,))]
+        validate.axes("squeeze", axis, len(shape))
     for a in axes:
         if shape[a] != 1:
             raise OpError(f"squeeze: axis {a} of shape {shape} has length {shape[a]}, not 1")
@@ -212,7 +253,7 @@ def squeeze(x, axis=None):
 def unsqueeze(x, axis):
     """Insert an axis of length 1 at position ``axis``."""
     shape = list(_tensor(x).shape)
-    shape.insert(axis % (len(shape) + 1), 1)
+    shape.insert(validate.axis("unsqueeze", axis, len(shape) + 1), 1)
     return reshape(x, tuple(shape))
 
 
@@ -240,6 +281,7 @@ def stack(tensors, axis=0):
     shapes = {t.shape for t in tensors}
     if len(shapes) > 1:
         raise OpError(f"stack: all tensors must have the same shape, got {sorted(shapes)}")
+    axis = validate.axis("stack", axis, tensors[0].ndim + 1)
     return concat([unsqueeze(t, axis) for t in tensors], axis=axis)
 
 

@@ -7,7 +7,7 @@ to rounding, and both are gradient-checked against the direct convolution.
 """
 from __future__ import annotations
 
-from cnnlite import backend
+from cnnlite import backend, memory
 from cnnlite.functional.conv import Conv2d, batch_chunks
 from cnnlite.errors import OpError
 
@@ -43,8 +43,8 @@ def winograd_applies(x, w, stride, padding, dilation, groups) -> bool:
         return False
     if x.ndim != 4 or w.ndim != 4 or tuple(w.shape[2:]) != (3, 3) or x.shape[1] != w.shape[1]:
         return False
-    op = Conv2d(stride, padding, dilation, groups)
     try:
+        op = Conv2d(stride, padding, dilation, groups)
         op.check(x, w, None)
     except OpError:
         return False
@@ -87,6 +87,7 @@ class Conv2dWinograd(Conv2d):
         output_transform = backend.kernel("winograd_output", x)
 
         batches = self.chunks(x.shape, x.itemsize)
+        memory.check_allocation("conv2d", "output", (N, O, self.out_h, self.out_w), dtype, xp=xp)
         y = xp.empty((N, O, self.out_h, self.out_w), dtype=dtype)
         for batch in batches:
             V = input_transform(x[batch].astype(dtype, copy=False), self.padding)

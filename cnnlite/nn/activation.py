@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlite import functional as F
+from cnnlite import functional as F, validate
+from cnnlite.functional.activation import rrelu_arguments, softplus_arguments
+from cnnlite.functional.dropout import random_generator
 from cnnlite.nn import init
 from cnnlite.nn.module import Module
 from cnnlite.nn.parameter import Parameter
@@ -29,7 +31,7 @@ class LeakyReLU(Module):
 
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
-        self.negative_slope = negative_slope
+        self.negative_slope = validate.real("LeakyReLU", "negative_slope", negative_slope)
 
     def forward(self, x):
         return F.leaky_relu(x, self.negative_slope)
@@ -45,7 +47,8 @@ class RReLU(Module):
     def __init__(self, lower: float = 1.0 / 8, upper: float = 1.0 / 3,
                  rng: np.random.Generator | None = None):
         super().__init__()
-        self.lower, self.upper, self.rng = lower, upper, rng
+        self.lower, self.upper = rrelu_arguments("RReLU", lower, upper)
+        self.rng = random_generator("RReLU", rng)
 
     def forward(self, x):
         return F.rrelu(x, self.lower, self.upper, training=self.training, rng=self.rng)
@@ -68,8 +71,10 @@ class PReLU(Module):
 
     def __init__(self, num_parameters: int = 1, init: float = 0.25):
         super().__init__()
-        self.num_parameters = num_parameters
-        self.weight = Parameter(np.full(num_parameters, init, dtype=np.float32))
+        self.num_parameters = validate.integer("PReLU", "num_parameters", num_parameters,
+                                               minimum=1)
+        init = validate.real("PReLU", "init", init)
+        self.weight = Parameter(np.full(self.num_parameters, init, dtype=np.float32))
 
     def forward(self, x):
         if self.num_parameters != 1 and (x.ndim < 2 or x.shape[1] != self.num_parameters):
@@ -85,7 +90,7 @@ class ELU(Module):
 
     def __init__(self, alpha: float = 1.0):
         super().__init__()
-        self.alpha = alpha
+        self.alpha = validate.real("ELU", "alpha", alpha)
 
     def forward(self, x):
         return F.elu(x, self.alpha)
@@ -127,7 +132,7 @@ class Softplus(Module):
 
     def __init__(self, beta: float = 1.0, threshold: float = 20.0):
         super().__init__()
-        self.beta, self.threshold = beta, threshold
+        self.beta, self.threshold = softplus_arguments("Softplus", beta, threshold)
 
     def forward(self, x):
         return F.softplus(x, self.beta, self.threshold)
@@ -152,7 +157,7 @@ class Maxout(Module):
 
     def __init__(self, pieces: int = 2):
         super().__init__()
-        self.pieces = pieces
+        self.pieces = validate.integer("Maxout", "pieces", pieces, minimum=1)
 
     def forward(self, x):
         if x.ndim < 2 or x.shape[1] % self.pieces:
@@ -181,7 +186,10 @@ class APL(Module):
 
     def __init__(self, num_channels: int | None, hinges: int = 2, rng=None):
         super().__init__()
-        self.num_channels, self.hinges = num_channels, hinges
+        if num_channels is not None:
+            num_channels = validate.integer("APL", "num_channels", num_channels, minimum=1)
+        self.num_channels = num_channels
+        self.hinges = validate.integer("APL", "hinges", hinges, minimum=1)
         shape = (hinges,) if num_channels is None else (hinges, num_channels)
         self.a = Parameter(np.empty(shape, dtype=np.float32))
         self.b = Parameter(np.empty(shape, dtype=np.float32))
@@ -202,7 +210,8 @@ class Softmax(Module):
 
     def __init__(self, axis: int = 1):
         super().__init__()
-        self.axis = axis
+        self.axis = validate.integer(type(self).__name__, "axis", axis, minimum=None,
+                                     maximum=None)
 
     def forward(self, x):
         return F.softmax(x, self.axis)

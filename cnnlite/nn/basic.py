@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlite import functional as F
+from cnnlite import functional as F, validate
+from cnnlite.functional.dropout import dropout_arguments
 from cnnlite.nn.module import Module
 
 __all__ = ["Identity", "Flatten", "Dropout"]
@@ -21,7 +22,10 @@ class Flatten(Module):
 
     def __init__(self, start_axis: int = 1, end_axis: int = -1):
         super().__init__()
-        self.start_axis, self.end_axis = start_axis, end_axis
+        self.start_axis = validate.integer("Flatten", "start_axis", start_axis, minimum=None,
+                                           maximum=None)
+        self.end_axis = validate.integer("Flatten", "end_axis", end_axis, minimum=None,
+                                         maximum=None)
 
     def forward(self, x):
         n = x.ndim
@@ -41,9 +45,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, rng: np.random.Generator | None = None):
         super().__init__()
-        if not 0 <= p <= 1:
-            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
-        self.p, self.rng = p, rng
+        self.p, _, self.rng = dropout_arguments("Dropout", p, True, rng)
 
     def forward(self, x):
         return F.dropout(x, self.p, training=self.training, rng=self.rng)

@@ -11,12 +11,24 @@ from collections import OrderedDict
 from typing import Iterable, Iterator, Mapping
 
 from cnnlite.nn.module import Module
+from cnnlite.validate import is_integer
 
 
 def _check_module(value, where):
     if not isinstance(value, Module):
         raise TypeError(f"{where}: expected a Module, got {type(value).__name__}")
     return value
+
+
+def _checked_index(owner: str, index, n: int) -> int:
+    """A child's position from an int index (negative from the end); a bool or a float is a
+    mistake, not position 1 or 1.5."""
+    if not is_integer(index):
+        raise TypeError(f"{owner}: indices must be ints or slices, got {type(index).__name__} "
+                        f"{index!r}")
+    if not -n <= index < n:
+        raise IndexError(f"{owner}: index {index} out of range for {n} modules")
+    return int(index) % n
 
 
 class Sequential(Module):
@@ -41,10 +53,7 @@ class Sequential(Module):
         return x
 
     def _index(self, index: int) -> int:
-        n = len(self)
-        if not -n <= index < n:
-            raise IndexError(f"{type(self).__name__}: index {index} out of range for {n} modules")
-        return index % n
+        return _checked_index(type(self).__name__, index, len(self))
 
     def __getitem__(self, index):
         items = list(self._modules.items())
@@ -71,10 +80,7 @@ class ModuleList(Module):
         self.extend(modules)
 
     def _index(self, index: int) -> int:
-        n = len(self)
-        if not -n <= index < n:
-            raise IndexError(f"ModuleList: index {index} out of range for {n} modules")
-        return index % n
+        return _checked_index("ModuleList", index, len(self))
 
     def __getitem__(self, index):
         modules = list(self._modules.values())
@@ -102,6 +108,9 @@ class ModuleList(Module):
 
     def insert(self, index: int, module: Module):
         """Insert before ``index``; the children after it are renumbered."""
+        if not is_integer(index):
+            raise TypeError(f"ModuleList.insert: index must be an int, got "
+                            f"{type(index).__name__} {index!r}")
         modules = list(self._modules.values())
         modules.insert(index, _check_module(module, "ModuleList.insert"))
         self._modules.clear()

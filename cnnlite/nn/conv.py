@@ -11,20 +11,15 @@ import math
 
 import numpy as np
 
-from cnnlite import functional as F
+from cnnlite import functional as F, validate
+from cnnlite.errors import OpError
+from cnnlite.functional.conv import conv_arguments
 from cnnlite.nn import init
 from cnnlite.nn.activation import Maxout
 from cnnlite.nn.module import Module
 from cnnlite.nn.parameter import Parameter
 
 __all__ = ["Conv2d", "Linear", "MaxoutConv2d", "MaxoutLinear"]
-
-
-def _pair(value, name, layer):
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
-        raise ValueError(f"{layer}: {name} must be an int or a pair of ints, got {value!r}")
-    return tuple(int(v) for v in pair)
 
 
 def _reset_weight_and_bias(weight, bias, rng):
@@ -43,8 +38,9 @@ class Conv2d(Module):
 
     Parameters
     ----------
-    in_channels, out_channels : int
+    in_channels, out_channels : int >= 1
     kernel_size, stride, padding, dilation : int or (rows, columns)
+        Checked as ``F.conv2d`` checks them (``conv_arguments``); kernel_size >= 1.
     groups : int
         Both channel counts must be divisible by it.
     bias : bool
@@ -58,15 +54,18 @@ class Conv2d(Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True):
         super().__init__()
+        name = "Conv2d"
+        in_channels = validate.integer(name, "in_channels", in_channels, minimum=1)
+        out_channels = validate.integer(name, "out_channels", out_channels, minimum=1)
         name = f"Conv2d({in_channels}->{out_channels})"
-        if groups < 1 or in_channels % groups or out_channels % groups:
-            raise ValueError(f"{name}: in_channels and out_channels must be divisible by "
-                             f"groups={groups}")
+        self.kernel_size = validate.pair(name, "kernel_size", kernel_size, minimum=1)
+        self.stride, self.padding, self.dilation, groups = conv_arguments(
+            name, stride, padding, dilation, groups)
+        if in_channels % groups or out_channels % groups:
+            raise OpError(f"{name}: in_channels and out_channels must be divisible by "
+                          f"groups={groups}")
+        bias = validate.boolean(name, "bias", bias)
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size = _pair(kernel_size, "kernel_size", name)
-        self.stride = _pair(stride, "stride", name)
-        self.padding = _pair(padding, "padding", name)
-        self.dilation = _pair(dilation, "dilation", name)
         shape = (out_channels, in_channels // groups, *self.kernel_size)
         self.weight = Parameter(np.empty(shape, dtype=np.float32))
         self.bias = Parameter(np.empty(out_channels, dtype=np.float32)) if bias else None
@@ -112,7 +111,9 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__()
-        self.in_features, self.out_features = in_features, out_features
+        self.in_features = validate.integer("Linear", "in_features", in_features, minimum=1)
+        self.out_features = validate.integer("Linear", "out_features", out_features, minimum=1)
+        bias = validate.boolean(self.describe(), "bias", bias)
         self.weight = Parameter(np.empty((out_features, in_features), dtype=np.float32))
         self.bias = Parameter(np.empty(out_features, dtype=np.float32)) if bias else None
         self.reset_parameters()
@@ -147,6 +148,8 @@ class MaxoutConv2d(Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, pieces: int = 2,
                  **conv_args):
         super().__init__()
+        pieces = validate.integer("MaxoutConv2d", "pieces", pieces, minimum=1)
+        out_channels = validate.integer("MaxoutConv2d", "out_channels", out_channels, minimum=1)
         self.conv = Conv2d(in_channels, out_channels * pieces, kernel_size, **conv_args)
         self.maxout = Maxout(pieces)
 
@@ -160,6 +163,8 @@ class MaxoutLinear(Module):
 
     def __init__(self, in_features: int, out_features: int, pieces: int = 2, bias: bool = True):
         super().__init__()
+        pieces = validate.integer("MaxoutLinear", "pieces", pieces, minimum=1)
+        out_features = validate.integer("MaxoutLinear", "out_features", out_features, minimum=1)
         self.linear = Linear(in_features, out_features * pieces, bias)
         self.maxout = Maxout(pieces)
 

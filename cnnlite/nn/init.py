@@ -13,7 +13,8 @@ which factor they make 1:
 
 For a conv weight ``(out, in, kh, kw)``: ``fan_in = in*kh*kw``, ``fan_out = out*kh*kw``.
 Every function takes an optional NumPy ``rng``; without one it draws from this module's
-generator, which ``manual_seed`` resets.
+generator, which ``manual_seed`` resets. A tensor with no elements has nothing to fill and is
+returned as it is (as in PyTorch), whatever its fans.
 """
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ import math
 
 import numpy as np
 
-from cnnlite import backend
+from cnnlite import backend, validate
 from cnnlite.autograd import no_grad
 from cnnlite.errors import OpError
+from cnnlite.functional.dropout import random_generator
 from cnnlite.tensor import Tensor
 
 __all__ = ["manual_seed", "calculate_gain", "fan_in_and_fan_out", "uniform_", "normal_",
@@ -38,10 +40,12 @@ _default_rng = np.random.default_rng()
 def manual_seed(seed: int):
     """Reset the generator that initialisers (and layers' default init) use without an rng."""
     global _default_rng
-    _default_rng = np.random.default_rng(seed)
+    _default_rng = np.random.default_rng(validate.integer("manual_seed", "seed", seed,
+                                                          minimum=0, maximum=None))
 
 
 def _rng(rng):
+    rng = random_generator("init", rng)
     return _default_rng if rng is None else rng
 
 
@@ -73,9 +77,7 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     if nonlinearity == "relu":
         return math.sqrt(2.0)
     if nonlinearity == "leaky_relu":
-        slope = 0.01 if param is None else param
-        if isinstance(slope, bool) or not isinstance(slope, (int, float)):
-            raise ValueError(f"calculate_gain: negative slope {slope!r} is not a number")
+        slope = validate.real("calculate_gain", "negative slope", 0.01 if param is None else param)
         return math.sqrt(2.0 / (1 + slope ** 2))
     if nonlinearity == "selu":
         return 3.0 / 4
@@ -96,6 +98,13 @@ def fan_in_and_fan_out(shape) -> tuple[int, int]:
     return shape[1] * receptive_field, shape[0] * receptive_field
 
 
+def _nothing_to_fill(tensor) -> bool:
+    """A tensor with no elements: its fans may be 0 (a scale of 1/0), and there is nothing to
+    fill anyway. Its shape is still checked, so that a 1-d one is refused like any other."""
+    fan_in_and_fan_out(tensor.shape)
+    return tensor.size == 0
+
+
 def _fan(shape, mode: str) -> int:
     if mode not in ("fan_in", "fan_out"):
         raise ValueError(f"mode must be 'fan_in' or 'fan_out', got {mode!r}")
@@ -105,11 +114,14 @@ def _fan(shape, mode: str) -> int:
 
 def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0, rng=None) -> Tensor:
     """Fill with U(a, b)."""
+    a, b = validate.real("uniform_", "a", a), validate.real("uniform_", "b", b)
     return _fill(tensor, _rng(rng).uniform(a, b, size=tensor.shape))
 
 
 def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, rng=None) -> Tensor:
     """Fill with N(mean, std^2)."""
+    mean = validate.real("normal_", "mean", mean)
+    std = validate.real("normal_", "std", std, minimum=0.0)
     return _fill(tensor, _rng(rng).normal(mean, std, size=tensor.shape))
 
 
@@ -127,6 +139,8 @@ def ones_(tensor: Tensor) -> Tensor:
 
 def xavier_uniform_(tensor: Tensor, gain: float = 1.0, rng=None) -> Tensor:
     """U(-a, a) with ``a = gain * sqrt(6 / (fan_in + fan_out))`` (Glorot and Bengio, 2010)."""
+    if _nothing_to_fill(tensor):
+        return tensor
     fan_in, fan_out = fan_in_and_fan_out(tensor.shape)
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return uniform_(tensor, -bound, bound, rng)
@@ -134,6 +148,8 @@ def xavier_uniform_(tensor: Tensor, gain: float = 1.0, rng=None) -> Tensor:
 
 def xavier_normal_(tensor: Tensor, gain: float = 1.0, rng=None) -> Tensor:
     """N(0, std^2) with ``std = gain * sqrt(2 / (fan_in + fan_out))``."""
+    if _nothing_to_fill(tensor):
+        return tensor
     fan_in, fan_out = fan_in_and_fan_out(tensor.shape)
     return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), rng)
 
@@ -144,6 +160,8 @@ def kaiming_uniform_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in",
 
     ``a`` is the negative slope of a leaky ReLU (0: plain ReLU, gain sqrt(2)).
     """
+    if _nothing_to_fill(tensor):
+        return tensor
     gain = calculate_gain(nonlinearity, a)
     bound = gain * math.sqrt(3.0 / _fan(tensor.shape, mode))
     return uniform_(tensor, -bound, bound, rng)
@@ -152,6 +170,8 @@ def kaiming_uniform_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in",
 def kaiming_normal_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in",
                     nonlinearity: str = "leaky_relu", rng=None) -> Tensor:
     """N(0, std^2) with ``std = gain / sqrt(fan)``."""
+    if _nothing_to_fill(tensor):
+        return tensor
     gain = calculate_gain(nonlinearity, a)
     return normal_(tensor, 0.0, gain / math.sqrt(_fan(tensor.shape, mode)), rng)
 
@@ -176,6 +196,8 @@ def svd_orthonormal(shape, rng=None) -> np.ndarray:
 def orthogonal_(tensor: Tensor, gain: float = 1.0, rng=None) -> Tensor:
     """Fill with ``gain`` times an orthonormal matrix (Saxe et al., 2014), see
     ``svd_orthonormal``. For a conv weight the matrix is ``(out, in*kh*kw)``."""
+    if _nothing_to_fill(tensor):
+        return tensor
     return _fill(tensor, gain * svd_orthonormal(tensor.shape, rng))
 
 

@@ -4,7 +4,8 @@
 """
 from __future__ import annotations
 
-from cnnlite import functional as F
+from cnnlite import functional as F, validate
+from cnnlite.functional.loss import check_reduction
 from cnnlite.nn.module import Module
 
 __all__ = ["CrossEntropyLoss", "NLLLoss", "MSELoss"]
@@ -13,10 +14,7 @@ __all__ = ["CrossEntropyLoss", "NLLLoss", "MSELoss"]
 class _Loss(Module):
     def __init__(self, reduction: str = "mean"):
         super().__init__()
-        if reduction not in ("mean", "sum", "none"):
-            raise ValueError(f"{type(self).__name__}: reduction must be 'mean', 'sum' or "
-                             f"'none', got {reduction!r}")
-        self.reduction = reduction
+        self.reduction = check_reduction(type(self).__name__, reduction)
 
     def extra_repr(self):
         return "" if self.reduction == "mean" else f"reduction={self.reduction!r}"
@@ -28,7 +26,8 @@ class CrossEntropyLoss(_Loss):
 
     def __init__(self, label_smoothing: float = 0.0, reduction: str = "mean"):
         super().__init__(reduction)
-        self.label_smoothing = label_smoothing
+        self.label_smoothing = validate.probability("CrossEntropyLoss", "label_smoothing",
+                                                    label_smoothing)
 
     def forward(self, logits, target):
         return F.cross_entropy(logits, target, label_smoothing=self.label_smoothing,

@@ -27,7 +27,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from cnnlite import backend
+from cnnlite import backend, validate
 from cnnlite.autograd import no_grad
 from cnnlite.nn import init
 from cnnlite.nn.conv import Conv2d, Linear
@@ -169,6 +169,11 @@ def lsuv_init(model: Module, batch=None, tol: float = 0.1, max_iter: int = 10,
     ``lsuv_init(model, fresh_batches=loader, **REFERENCE_SCRIPT)`` behaves like the reference
     script.
     """
+    tol = validate.real("lsuv_init", "tol", tol, above=0.0)
+    max_iter = validate.integer("lsuv_init", "max_iter", max_iter, minimum=0)
+    target_var = validate.real("lsuv_init", "target_var", target_var, above=0.0)
+    orthonormal = validate.boolean("lsuv_init", "orthonormal", orthonormal)
+    train_mode = validate.boolean("lsuv_init", "train_mode", train_mode)
     next_input = _batch_source(batch, fresh_batches)
     layers = {name: module for name, module in model.named_modules()
               if isinstance(module, layer_types)}

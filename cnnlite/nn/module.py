@@ -27,10 +27,11 @@ from typing import Callable, Iterator
 import numpy as np
 
 from cnnlite import backend
-from cnnlite.errors import OpError
+from cnnlite.errors import ArgumentTypeError, OpError
 from cnnlite.nn.parameter import Parameter
 from cnnlite.nn.state_dict import LoadReport, load_into
 from cnnlite.tensor import Tensor, _as_array
+from cnnlite.validate import boolean
 
 
 class HookHandle:
@@ -121,6 +122,7 @@ class Module:
     def register_parameter(self, name: str, param: Parameter | None):
         """Register ``param`` under ``name`` (``None`` reserves the name, e.g. ``bias=False``)."""
         self._check_initialised(name)
+        _check_name(f"{type(self).__name__}.register_parameter", name)
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(f"register_parameter({name!r}): expected an nn.Parameter or None, "
                             f"got {type(param).__name__}")
@@ -133,6 +135,8 @@ class Module:
         Persistent buffers are part of ``state_dict()``; ``persistent=False`` keeps one out.
         """
         self._check_initialised(name)
+        _check_name(f"{type(self).__name__}.register_buffer", name)
+        persistent = boolean(f"{type(self).__name__}.register_buffer", "persistent", persistent)
         self._forget(name, keep=self._buffers)
         self._buffers[name] = _as_buffer(tensor, name)
         if not persistent:
@@ -143,8 +147,7 @@ class Module:
         self._check_initialised(name)
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module({name!r}): expected a Module, got {type(module).__name__}")
-        if "." in name or name == "":
-            raise KeyError(f"add_module: child name must be non-empty and without '.', got {name!r}")
+        _check_name(f"{type(self).__name__}.add_module", name)
         self._forget(name, keep=self._modules)
         self._modules[name] = module
 
@@ -246,13 +249,15 @@ class Module:
 
         Returns the ``LoadReport`` (missing, unexpected and mismatched keys).
         """
+        strict = boolean(f"{type(self).__name__}.load_state_dict", "strict", strict)
         return load_into(self._state_entries(), state_dict, strict, type(self).__name__)
 
     # --- modes, devices, dtypes --------------------------------------------------------------
     def train(self, mode: bool = True) -> "Module":
         """Set training mode on this module and all descendants; returns ``self``."""
+        mode = boolean(f"{type(self).__name__}.train", "mode", mode)
         for module in self.modules():
-            object.__setattr__(module, "training", bool(mode))
+            object.__setattr__(module, "training", mode)
         return self
 
     def eval(self) -> "Module":
@@ -273,7 +278,10 @@ class Module:
 
     def to(self, device: str | None = None, dtype=None) -> "Module":
         """Move every parameter and buffer to ``device`` and/or cast the floating ones to
-        ``dtype``, in place; returns ``self``."""
+        ``dtype`` (float32 or float64, what the layers compute in), in place; returns
+        ``self``."""
+        if dtype is not None:
+            dtype = _layer_dtype(f"{type(self).__name__}.to", dtype)
         if device is not None:
             device = backend.check_device(device)
             self._convert(lambda a: backend.to_device(a, device), floating_only=False)
@@ -303,6 +311,7 @@ class Module:
 
     def zero_grad(self, set_to_none: bool = True):
         """Reset the gradients of all parameters (to ``None``, or to zeros)."""
+        set_to_none = boolean(f"{type(self).__name__}.zero_grad", "set_to_none", set_to_none)
         for param in self.parameters():
             if param.grad is None:
                 continue
@@ -381,3 +390,24 @@ def _as_buffer(value, name):
                             f"Parameter with register_parameter instead")
         return value
     return Tensor(_as_array(value, op_name=f"buffer {name!r}"))
+
+
+def _check_name(method: str, name) -> None:
+    """A registered name is a non-empty string without dots (dots join the dotted paths of
+    ``state_dict()`` keys, so ``"a.b"`` would be read back as child ``a``'s ``b``)."""
+    if not isinstance(name, str):
+        raise TypeError(f"{method}: name must be a string, got {type(name).__name__} {name!r}")
+    if "." in name or name == "":
+        raise KeyError(f"{method}: name must be non-empty and without '.', got {name!r}")
+
+
+def _layer_dtype(where: str, dtype) -> np.dtype:
+    """``dtype`` as a NumPy dtype the layers compute in: float32 or float64."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise ArgumentTypeError(f"{where}: dtype {dtype!r} is not a NumPy dtype") from None
+    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ArgumentTypeError(f"{where}: layers compute in float32 or float64, got dtype "
+                                f"{dtype}")
+    return dtype

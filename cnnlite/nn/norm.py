@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlite import functional as F
+from cnnlite import functional as F, validate
 from cnnlite.autograd import no_grad
+from cnnlite.functional.norm import batch_norm_arguments, lrn_arguments
 from cnnlite.nn.module import Module
 from cnnlite.nn.parameter import Parameter
 
@@ -38,8 +39,18 @@ class _BatchNorm(Module):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True, *, bias: bool = True):
         super().__init__()
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        self.affine, self.track_running_stats = affine, track_running_stats
+        where = type(self).__name__
+        num_features = validate.integer(where, "num_features", num_features, minimum=1)
+        # momentum=None (the plain average of all batches) is checked as 1: the weight that the
+        # first batch gets.
+        checked_momentum, eps = batch_norm_arguments(where, 1.0 if momentum is None
+                                                     else momentum, eps)
+        self.num_features, self.eps = num_features, eps
+        self.momentum = None if momentum is None else checked_momentum
+        self.affine = validate.boolean(where, "affine", affine)
+        self.track_running_stats = validate.boolean(where, "track_running_stats",
+                                                    track_running_stats)
+        bias = validate.boolean(where, "bias", bias)
         self.register_parameter("weight", Parameter(np.ones(num_features, dtype=np.float32))
                                 if affine else None)
         self.register_parameter("bias", Parameter(np.zeros(num_features, dtype=np.float32))
@@ -113,8 +124,8 @@ class LocalResponseNorm(Module):
     def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0,
                  alpha_over_size: bool = True):
         super().__init__()
-        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
-        self.alpha_over_size = alpha_over_size
+        self.size, self.alpha, self.beta, self.k, self.alpha_over_size = lrn_arguments(
+            "LocalResponseNorm", size, alpha, beta, k, alpha_over_size)
 
     def forward(self, x):
         if x.ndim < 3:

@@ -9,6 +9,7 @@ A layer keeps two kinds of state:
 """
 from __future__ import annotations
 
+from cnnlite.errors import ArgumentTypeError
 from cnnlite.tensor import Tensor, _as_array
 
 
@@ -29,6 +30,10 @@ class Parameter(Tensor):
 
     def __init__(self, data, requires_grad: bool = True):
         array = data.data if isinstance(data, Tensor) else _as_array(data, op_name="Parameter")
+        if array.dtype.kind != "f":
+            raise ArgumentTypeError(f"Parameter: a learned value is floating-point, got dtype "
+                                    f"{array.dtype} of shape {tuple(array.shape)}; convert it "
+                                    f"with .astype(np.float32)")
         super().__init__(array, requires_grad=requires_grad)
 
     def __repr__(self):

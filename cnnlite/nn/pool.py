@@ -2,12 +2,17 @@
 
 All take x: (N, C, H, W). Caffe rounds pooled sizes up, PyTorch down: ``ceil_mode=True``
 gives Caffe's sizes (CaffeNet's pool5 is 3x3 with it, 2x2 without).
+
+Each layer checks its arguments when it is built, with the functions its op uses
+(``cnnlite.functional.pool``), so a layer refuses exactly what its op refuses.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from cnnlite import functional as F
+from cnnlite import functional as F, validate
+from cnnlite.functional.pool import (adaptive_output_size, pool_arguments, pyramid_arguments,
+                                     stochastic_arguments)
 from cnnlite.nn.module import Module
 
 __all__ = ["MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d",
@@ -19,6 +24,7 @@ class _Pool2d(Module):
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False):
         super().__init__()
+        pool_arguments(type(self).__name__, kernel_size, stride, padding, ceil_mode)
         self.kernel_size = kernel_size
         self.stride = kernel_size if stride is None else stride
         self.padding, self.ceil_mode = padding, ceil_mode
@@ -49,7 +55,8 @@ class AvgPool2d(_Pool2d):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
                  count_include_pad: bool = True):
         super().__init__(kernel_size, stride, padding, ceil_mode)
-        self.count_include_pad = count_include_pad
+        self.count_include_pad = validate.boolean("AvgPool2d", "count_include_pad",
+                                                  count_include_pad)
 
     def forward(self, x):
         self.check(x)
@@ -77,7 +84,7 @@ class StochasticPool2d(_Pool2d):
     def __init__(self, kernel_size, stride=None, ceil_mode: bool = False,
                  rng: np.random.Generator | None = None):
         super().__init__(kernel_size, stride, 0, ceil_mode)
-        self.rng = rng
+        _, self.rng = stochastic_arguments("StochasticPool2d", True, rng)
 
     def forward(self, x):
         self.check(x)
@@ -88,6 +95,7 @@ class StochasticPool2d(_Pool2d):
 class _AdaptivePool2d(Module):
     def __init__(self, output_size):
         super().__init__()
+        adaptive_output_size(type(self).__name__, output_size)
         self.output_size = output_size
 
     def forward(self, x):
@@ -126,7 +134,7 @@ class SpatialPyramidPool2d(Module):
 
     def __init__(self, levels=(1, 2, 4), mode: str = "max"):
         super().__init__()
-        self.levels, self.mode = tuple(levels), mode
+        self.levels, self.mode = pyramid_arguments("SpatialPyramidPool2d", levels, mode)
 
     def forward(self, x):
         if x.ndim != 4:

@@ -8,7 +8,9 @@ average. The formulas are PyTorch's, so the results match it step for step.
 from __future__ import annotations
 
 from cnnlite import backend
-from cnnlite.optim.optimizer import Optimizer, check_non_negative, update_in_place
+from cnnlite.errors import ArgumentTypeError
+from cnnlite.optim.optimizer import Optimizer, check_hyper_parameters, update_in_place
+from cnnlite.validate import boolean, probability
 
 __all__ = ["Adagrad", "AdaGrad", "RMSprop", "RMSProp", "Adam"]
 
@@ -30,9 +32,10 @@ class Adagrad(Optimizer):
                                       eps=eps))
 
     def check_group(self, group):
-        check_non_negative("Adagrad", lr=group["lr"], lr_decay=group["lr_decay"],
-                           weight_decay=group["weight_decay"], eps=group["eps"],
-                           initial_accumulator_value=group["initial_accumulator_value"])
+        non_negative = dict(minimum=0.0)
+        check_hyper_parameters("Adagrad", group, lr=non_negative, lr_decay=non_negative,
+                               weight_decay=non_negative, eps=non_negative,
+                               initial_accumulator_value=non_negative)
 
     def update(self, param, grad, state, group):
         xp = backend.array_module(grad)
@@ -64,8 +67,12 @@ class RMSprop(Optimizer):
                                       momentum=momentum, centered=centered))
 
     def check_group(self, group):
-        check_non_negative("RMSprop", lr=group["lr"], alpha=group["alpha"], eps=group["eps"],
-                           weight_decay=group["weight_decay"], momentum=group["momentum"])
+        non_negative = dict(minimum=0.0)
+        # alpha above 1 would make (1 - alpha) * g^2 negative, and the square root NaN.
+        check_hyper_parameters("RMSprop", group, lr=non_negative,
+                               alpha=dict(minimum=0.0, maximum=1.0), eps=non_negative,
+                               weight_decay=non_negative, momentum=non_negative)
+        group["centered"] = boolean("RMSprop", "centered", group["centered"])
 
     def update(self, param, grad, state, group):
         xp = backend.array_module(grad)
@@ -115,15 +122,18 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0):
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
-                                      weight_decay=weight_decay))
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
 
     def check_group(self, group):
-        group["betas"] = tuple(group["betas"])
-        check_non_negative("Adam", lr=group["lr"], eps=group["eps"],
-                           weight_decay=group["weight_decay"])
-        if len(group["betas"]) != 2 or not all(0 <= b < 1 for b in group["betas"]):
-            raise ValueError(f"Adam: betas must be two numbers in [0, 1), got {group['betas']}")
+        non_negative = dict(minimum=0.0)
+        check_hyper_parameters("Adam", group, lr=non_negative, eps=non_negative,
+                               weight_decay=non_negative)
+        betas = group["betas"]
+        if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+            raise ArgumentTypeError(f"Adam: betas must be two numbers in [0, 1), got "
+                                    f"{type(betas).__name__} {betas!r}")
+        group["betas"] = tuple(probability("Adam", f"betas[{i}]", beta, allow_one=False)
+                               for i, beta in enumerate(betas))
 
     def update(self, param, grad, state, group):
         if "exp_avg" not in state:

@@ -31,7 +31,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from cnnlite.errors import ArgumentTypeError, OpError
 from cnnlite.optim.optimizer import Optimizer
+from cnnlite.validate import integer, probability, real
 
 __all__ = ["step_lr", "multistep_lr", "exponential_lr", "poly_lr", "cosine_lr",
            "linear_cosine_lr", "warmup_factor", "POLY_POWERS", "LRScheduler", "StepLR",
@@ -46,6 +48,7 @@ POLY_POWERS = {"linear": 1.0, "square": 2.0, "square_root": 0.5}
 
 def step_lr(iteration: int, base_lr: float, step_size: int, gamma: float = 0.1) -> float:
     """Multiply by ``gamma`` every ``step_size`` iterations."""
+    step_size = _iterations("step_lr", "step_size", step_size)
     return base_lr * gamma ** (iteration // step_size)
 
 
@@ -64,12 +67,14 @@ def poly_lr(iteration: int, base_lr: float, max_iter: int, power: float | str = 
     """Polynomial decay to 0 at ``max_iter`` (0 afterwards). ``power`` may be a name from
     ``POLY_POWERS``: "linear", "square", "square_root"."""
     power = _poly_power(power)
+    max_iter = _iterations("poly_lr", "max_iter", max_iter)
     return base_lr * (1 - min(iteration, max_iter) / max_iter) ** power
 
 
 def cosine_lr(iteration: int, base_lr: float, T_max: int, eta_min: float = 0.0) -> float:
     """Half a cosine from ``base_lr`` down to ``eta_min`` over ``T_max`` iterations (SGDR
     without restarts). As in PyTorch it is not clipped: past ``T_max`` it rises again."""
+    T_max = _iterations("cosine_lr", "T_max", T_max)
     return eta_min + (base_lr - eta_min) * (1 + math.cos(math.pi * iteration / T_max)) / 2
 
 
@@ -77,6 +82,7 @@ def linear_cosine_lr(iteration: int, base_lr: float, decay_steps: int,
                      num_periods: float = 0.5, alpha: float = 0.0, beta: float = 0.001) -> float:
     """Linear decay times a cosine (Bello et al., 2017): ``num_periods`` cosine periods over
     ``decay_steps``; ``alpha`` and ``beta`` shift the linear part and the result up."""
+    decay_steps = _iterations("linear_cosine_lr", "decay_steps", decay_steps)
     t = min(iteration, decay_steps)
     linear = (decay_steps - t) / decay_steps
     cosine = (1 + math.cos(2 * math.pi * num_periods * t / decay_steps)) / 2
@@ -85,24 +91,29 @@ def linear_cosine_lr(iteration: int, base_lr: float, decay_steps: int,
 
 def warmup_factor(iteration: int, warmup_iters: int, start_factor: float = 0.0) -> float:
     """The warm-up multiplier: from ``start_factor`` up to 1 linearly over ``warmup_iters``."""
+    warmup_iters = integer("warmup_factor", "warmup_iters", warmup_iters, minimum=0, maximum=None)
     if warmup_iters == 0:
         return 1.0
     return start_factor + (1 - start_factor) * min(iteration, warmup_iters) / warmup_iters
 
 
-def _poly_power(power):
+def _poly_power(power, policy="poly"):
     if isinstance(power, str):
         if power not in POLY_POWERS:
-            raise ValueError(f"poly: unknown power {power!r}; named powers: "
-                             f"{', '.join(POLY_POWERS)}")
+            raise OpError(f"{policy}: unknown power {power!r}; named powers: "
+                          f"{', '.join(POLY_POWERS)}")
         return POLY_POWERS[power]
-    return float(power)
+    return real(policy, "power", power, minimum=0.0)
 
 
-def _check_positive(policy, **values):
-    for name, value in values.items():
-        if not value > 0:
-            raise ValueError(f"{policy}: {name} must be > 0, got {value}")
+def _iterations(policy: str, name: str, value) -> int:
+    """A positive whole number of iterations: the divisor of a policy's formula."""
+    return integer(policy, name, value, minimum=1, maximum=None)
+
+
+def _factor(policy: str, name: str, value) -> float:
+    """A finite multiplier >= 0 (a negative gamma would flip the learning rate's sign)."""
+    return real(policy, name, value, minimum=0.0)
 
 
 # --- schedulers ------------------------------------------------------------------------------
@@ -116,8 +127,8 @@ class LRScheduler:
 
     def __init__(self, optimizer: Optimizer):
         if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"{type(self).__name__}: expected an Optimizer, got "
-                            f"{type(optimizer).__name__}")
+            raise ArgumentTypeError(f"{type(self).__name__}: expected an Optimizer, got "
+                                    f"{type(optimizer).__name__}")
         self.optimizer = optimizer
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
@@ -152,13 +163,19 @@ class LRScheduler:
         return {"iteration": self.iteration, "base_lrs": np.array(self.base_lrs)}
 
     def load_state_dict(self, state_dict):
-        base_lrs = [float(v) for v in np.asarray(state_dict["base_lrs"]).ravel()]
+        """Restore ``state_dict()``; both values are checked before either is set."""
+        where = f"{type(self).__name__}.load_state_dict"
+        saved = np.asarray(state_dict["base_lrs"])
+        if saved.dtype.kind not in "iuf":
+            raise OpError(f"{where}: base_lrs must be numbers, got dtype {saved.dtype}")
+        base_lrs = [real(where, "base_lrs", v, minimum=0.0) for v in saved.ravel().tolist()]
         if len(base_lrs) != len(self.optimizer.param_groups):
-            raise ValueError(f"{type(self).__name__}.load_state_dict: saved for "
-                             f"{len(base_lrs)} parameter groups, the optimiser has "
-                             f"{len(self.optimizer.param_groups)}")
-        self.iteration = int(np.asarray(state_dict["iteration"]))
-        self.base_lrs = base_lrs
+            raise OpError(f"{where}: saved for {len(base_lrs)} parameter groups, the optimiser "
+                          f"has {len(self.optimizer.param_groups)}")
+        iteration = np.asarray(state_dict["iteration"])
+        iteration = integer(where, "iteration", iteration.item() if iteration.ndim == 0
+                            else iteration, minimum=0, maximum=None)
+        self.iteration, self.base_lrs = iteration, base_lrs
         self._apply()
 
     def __repr__(self):
@@ -172,8 +189,8 @@ class StepLR(LRScheduler):
     """``lr = base * gamma^floor(t / step_size)``; Caffe's "step" policy."""
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1):
-        _check_positive("StepLR", step_size=step_size)
-        self.step_size, self.gamma = step_size, gamma
+        self.step_size = _iterations("StepLR", "step_size", step_size)
+        self.gamma = _factor("StepLR", "gamma", gamma)
         super().__init__(optimizer)
 
     def lr(self, base_lr, iteration):
@@ -184,7 +201,12 @@ class MultiStepLR(LRScheduler):
     """``lr = base * gamma^(number of milestones <= t)``; Caffe's "multistep"."""
 
     def __init__(self, optimizer: Optimizer, milestones: Iterable[int], gamma: float = 0.1):
-        self.milestones, self.gamma = sorted(milestones), gamma
+        if isinstance(milestones, (str, bytes)) or not hasattr(milestones, "__iter__"):
+            raise ArgumentTypeError(f"MultiStepLR: milestones must be a list of iterations, "
+                                    f"got {type(milestones).__name__} {milestones!r}")
+        self.milestones = sorted(integer("MultiStepLR", "milestones", m, minimum=0, maximum=None)
+                                 for m in milestones)
+        self.gamma = _factor("MultiStepLR", "gamma", gamma)
         super().__init__(optimizer)
 
     def lr(self, base_lr, iteration):
@@ -195,7 +217,7 @@ class ExponentialLR(LRScheduler):
     """``lr = base * gamma^t``; Caffe's "exp"."""
 
     def __init__(self, optimizer: Optimizer, gamma: float):
-        self.gamma = gamma
+        self.gamma = _factor("ExponentialLR", "gamma", gamma)
         super().__init__(optimizer)
 
     def lr(self, base_lr, iteration):
@@ -210,8 +232,8 @@ class PolyLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Optimizer, max_iter: int, power: float | str = 1.0):
-        _check_positive("PolyLR", max_iter=max_iter)
-        self.max_iter, self.power = max_iter, _poly_power(power)
+        self.max_iter = _iterations("PolyLR", "max_iter", max_iter)
+        self.power = _poly_power(power, "PolyLR")
         super().__init__(optimizer)
 
     def lr(self, base_lr, iteration):
@@ -223,8 +245,8 @@ class CosineAnnealingLR(LRScheduler):
     Hutter's SGDR without restarts)."""
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0):
-        _check_positive("CosineAnnealingLR", T_max=T_max)
-        self.T_max, self.eta_min = T_max, eta_min
+        self.T_max = _iterations("CosineAnnealingLR", "T_max", T_max)
+        self.eta_min = real("CosineAnnealingLR", "eta_min", eta_min, minimum=0.0)
         super().__init__(optimizer)
 
     def lr(self, base_lr, iteration):
@@ -236,9 +258,10 @@ class LinearCosineLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, decay_steps: int, num_periods: float = 0.5,
                  alpha: float = 0.0, beta: float = 0.001):
-        _check_positive("LinearCosineLR", decay_steps=decay_steps)
-        self.decay_steps, self.num_periods = decay_steps, num_periods
-        self.alpha, self.beta = alpha, beta
+        self.decay_steps = _iterations("LinearCosineLR", "decay_steps", decay_steps)
+        self.num_periods = real("LinearCosineLR", "num_periods", num_periods, minimum=0.0)
+        self.alpha = real("LinearCosineLR", "alpha", alpha, minimum=0.0)
+        self.beta = real("LinearCosineLR", "beta", beta, minimum=0.0)
         super().__init__(optimizer)
 
     def lr(self, base_lr, iteration):
@@ -256,11 +279,10 @@ class LinearWarmup(LRScheduler):
 
     def __init__(self, scheduler: LRScheduler | Optimizer, warmup_iters: int,
                  start_factor: float = 0.0):
-        if warmup_iters < 0 or not 0 <= start_factor <= 1:
-            raise ValueError(f"LinearWarmup: need warmup_iters >= 0 and 0 <= start_factor <= 1, "
-                             f"got {warmup_iters} and {start_factor}")
+        self.warmup_iters = integer("LinearWarmup", "warmup_iters", warmup_iters, minimum=0,
+                                    maximum=None)
+        self.start_factor = probability("LinearWarmup", "start_factor", start_factor)
         self.scheduler = scheduler if isinstance(scheduler, LRScheduler) else None
-        self.warmup_iters, self.start_factor = warmup_iters, start_factor
         super().__init__(scheduler.optimizer if self.scheduler else scheduler)
 
     def lr(self, base_lr, iteration):

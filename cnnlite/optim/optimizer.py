@@ -21,9 +21,14 @@ import numpy as np
 
 from cnnlite import backend
 from cnnlite.autograd import enable_grad, no_grad
-from cnnlite.tensor import Tensor
+from cnnlite.errors import ArgumentTypeError, OpError
+from cnnlite.nn.module import Module
+from cnnlite.tensor import Tensor, checked_gradient, same_device
+from cnnlite.validate import boolean, integer, real
 
 __all__ = ["Optimizer", "caffe_param_groups", "required", "update_in_place"]
+
+_PARAMETER_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class Optimizer:
@@ -51,46 +56,59 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.param_groups: list[dict] = []
         self.state: dict[int, dict] = {}
-        groups = list(params) if not isinstance(params, Tensor) else [params]
+        groups = self._as_list(params, "params")
         if not groups:
-            raise ValueError(f"{type(self).__name__}: got an empty list of parameters")
+            raise OpError(f"{type(self).__name__}: got an empty list of parameters (has the "
+                          f"model any? A generator such as model.parameters() is used up "
+                          f"after one pass)")
         if not isinstance(groups[0], Mapping):
             groups = [{"params": groups}]
         for group in groups:
             self.add_param_group(group)
 
+    def _as_list(self, params, what: str) -> list:
+        """``params`` (Tensors, or parameter groups) as a list; a Module, the commonest slip,
+        is named with its fix."""
+        name = type(self).__name__
+        if isinstance(params, Module):
+            raise ArgumentTypeError(f"{name}: {what} is a {type(params).__name__} module; pass "
+                                    f"model.parameters() (its Parameters), not the model")
+        if isinstance(params, (Tensor, Mapping)):
+            return [params]
+        try:
+            return list(params)
+        except TypeError:
+            raise ArgumentTypeError(f"{name}: {what} must be an iterable of Tensors or of "
+                                    f"parameter-group dicts, got {type(params).__name__}") from None
+
     def add_param_group(self, group: Mapping):
         """Add a group of parameters with its own hyper-parameters (e.g. while fine-tuning)."""
+        name = type(self).__name__
         if not isinstance(group, Mapping) or "params" not in group:
-            raise TypeError(f"{type(self).__name__}: a parameter group is a dict with a "
-                            f"'params' entry, got {group!r}")
-        params = group["params"]
-        params = [params] if isinstance(params, Tensor) else list(params)
+            raise ArgumentTypeError(f"{name}: a parameter group is a dict with a 'params' entry, "
+                                    f"got {type(group).__name__}")
+        params = self._as_list(group["params"], "a group's 'params'")
         for param in params:
-            if not isinstance(param, Tensor):
-                raise TypeError(f"{type(self).__name__}: parameters must be Tensors, got "
-                                f"{type(param).__name__}")
-            if not param.is_leaf:
-                raise ValueError(f"{type(self).__name__}: can only optimise leaf tensors (made "
-                                 f"by the user, not by an op); got one of shape {param.shape}")
+            _check_parameter(name, param)
         known = {id(p) for g in self.param_groups for p in g["params"]}
         if len({id(p) for p in params}) != len(params) or known & {id(p) for p in params}:
-            raise ValueError(f"{type(self).__name__}: a parameter appears more than once in the "
-                             f"parameter groups")
+            raise OpError(f"{name}: a parameter appears more than once in the parameter groups")
         unknown = set(group) - set(self.defaults) - {"params", "initial_lr"}
         if unknown:
-            raise ValueError(f"{type(self).__name__}: unknown hyper-parameter(s) "
-                             f"{sorted(unknown)} in a parameter group; known: "
-                             f"{sorted(self.defaults)}")
+            raise OpError(f"{name}: unknown hyper-parameter(s) {sorted(unknown)} in a parameter "
+                          f"group; known: {sorted(self.defaults)}")
         full = {**self.defaults, **group, "params": params}
         missing = [key for key, value in full.items() if value is required]
         if missing:
-            raise ValueError(f"{type(self).__name__}: parameter group needs {missing}")
+            raise OpError(f"{name}: parameter group needs {missing}")
+        if "initial_lr" in full:
+            full["initial_lr"] = real(name, "initial_lr", full["initial_lr"], minimum=0.0)
         self.check_group(full)
         self.param_groups.append(full)
 
     def check_group(self, group: dict):
-        """Validate a group's hyper-parameters (subclasses raise ValueError on bad values)."""
+        """Validate a group's hyper-parameters in place: subclasses replace each value by its
+        checked form (``cnnlite.validate``) and raise ``OpError`` naming the bad one."""
 
     def _indexed_params(self):
         index = 0
@@ -101,6 +119,7 @@ class Optimizer:
 
     def zero_grad(self, set_to_none: bool = True):
         """Reset the gradient of every parameter (to ``None``, or to zeros)."""
+        set_to_none = boolean(f"{type(self).__name__}.zero_grad", "set_to_none", set_to_none)
         for _, param, _ in self._indexed_params():
             if param.grad is not None:
                 param.grad = (None if set_to_none
@@ -110,15 +129,44 @@ class Optimizer:
         """Update every parameter that has a gradient; returns ``closure()`` when given (the
         closure re-evaluates the loss and calls backward, for optimisers that need it)."""
         loss = None
+        if closure is not None and not callable(closure):
+            raise ArgumentTypeError(f"{type(self).__name__}.step: closure must be a function "
+                                    f"(or None), got {type(closure).__name__}")
         if closure is not None:
             with enable_grad():
                 loss = closure()
+        # Every gradient is checked before the first parameter changes: a bad one leaves the
+        # model as it was, not half a step further.
+        updates = [(index, param, self._checked_step_inputs(index, param), group)
+                   for index, param, group in self._indexed_params() if param.grad is not None]
         with no_grad():
-            for index, param, group in self._indexed_params():
-                if param.grad is None:
-                    continue
-                self.update(param, param.grad, self.state.setdefault(index, {}), group)
+            for index, param, grad, group in updates:
+                self.update(param, grad, self.state.setdefault(index, {}), group)
         return loss
+
+    def _checked_step_inputs(self, index: int, param: Tensor):
+        """The gradient of parameter ``index``, once it and the state are known to fit it.
+
+        Every optimiser passes here before its kernel reads the gradient and the state
+        element by element alongside the parameter: a gradient of another shape would be read
+        past its end (a crash, or garbage written into the parameter), and so would state
+        kept from before the parameter's ``.data`` was replaced by an array of another shape.
+        The gradient's float width may differ from the parameter's: the update converts it.
+        """
+        where = f"{type(self).__name__}.step: parameter {index}"
+        _check_parameter(type(self).__name__, param, where)
+        grad = checked_gradient(param, param.grad, where)
+        data = param.data
+        for key, value in self.state.get(index, {}).items():
+            if key not in self.scalar_state and (value.shape != data.shape
+                                                 or value.dtype != data.dtype
+                                                 or not same_device(value, data)):
+                raise OpError(f"{where}: its state {key!r} is {tuple(value.shape)} "
+                              f"{value.dtype} on {backend.device_of(value)}, the parameter "
+                              f"{param.shape} {param.dtype} on {param.device}; was its .data "
+                              f"replaced, or the model moved or cast? Build the optimiser "
+                              f"after changing the parameters")
+        return grad
 
     def update(self, param: Tensor, grad, state: dict, group: dict):
         """Change ``param`` in place given its gradient ``grad`` (a raw array)."""
@@ -154,52 +202,81 @@ class Optimizer:
         """Restore what ``state_dict()`` returned (or ``np.load`` of its npz file).
 
         The groups must hold the same number of parameters as when it was saved; everything is
-        checked before anything changes.
+        checked (keys, the hyper-parameters' values, the state's shapes and dtypes) before
+        anything changes.
         """
-        entries = {key: state_dict[key] for key in state_dict}
-        group_values, new_state = {}, {}
+        name = type(self).__name__
+        if not isinstance(state_dict, Mapping) and not hasattr(state_dict, "files"):
+            raise ArgumentTypeError(f"{name}.load_state_dict: expected a dict (or an npz file), "
+                                    f"got {type(state_dict).__name__}")
+        group_values, saved_state = {}, {}
         params = {index: param for index, param, _ in self._indexed_params()}
-        for key, value in entries.items():
-            parts = key.split(".")
+        for key in state_dict:
+            parts = str(key).split(".")
             if len(parts) != 3 or parts[0] not in ("param_groups", "state") \
                     or not parts[1].isdigit():
-                raise ValueError(f"{type(self).__name__}.load_state_dict: unexpected key {key!r}")
-            if parts[0] == "param_groups":
-                group_values.setdefault(int(parts[1]), {})[parts[2]] = value
-            else:
-                new_state.setdefault(int(parts[1]), {})[parts[2]] = value
+                raise OpError(f"{name}.load_state_dict: unexpected key {key!r}")
+            target = group_values if parts[0] == "param_groups" else saved_state
+            target.setdefault(int(parts[1]), {})[parts[2]] = state_dict[key]
         self._check_saved_groups(group_values)
-        for i, state in new_state.items():
-            if i not in params:
-                raise ValueError(f"{type(self).__name__}.load_state_dict: state for parameter "
-                                 f"{i}, but there are only {len(params)} parameters")
-            for key, value in state.items():
-                if key not in self.scalar_state and np.shape(value) != params[i].shape:
-                    raise ValueError(f"{type(self).__name__}.load_state_dict: state.{i}.{key} "
-                                     f"has shape {np.shape(value)}, parameter {i} has shape "
-                                     f"{params[i].shape}")
-        for g, values in group_values.items():
-            group = self.param_groups[g]
-            for key, value in values.items():
-                if key != "params":
-                    group[key] = _like(value, group.get(key, self.defaults.get(key)))
-        self.state = {
-            i: {key: (_scalar(value) if key in self.scalar_state else
-                      backend.to_device(np.array(value, dtype=params[i].dtype, order="C"),
-                                        params[i].device))
-                    for key, value in state.items()}
-            for i, state in new_state.items()}
+        groups = [self._loaded_group(g, values) for g, values in sorted(group_values.items())]
+        new_state = {i: self._loaded_state(i, params.get(i), values)
+                     for i, values in saved_state.items()}
+        for group, loaded in zip(self.param_groups, groups):
+            group.update(loaded)
+        self.state = new_state
+
+    def _loaded_group(self, g: int, values: dict) -> dict:
+        """Group ``g``'s saved hyper-parameters, in their Python types, checked."""
+        group = self.param_groups[g]
+        known = set(self.defaults) | {"params", "initial_lr"}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise OpError(f"{type(self).__name__}.load_state_dict: unknown hyper-parameter(s) "
+                          f"{unknown} in param_groups.{g}; known: {sorted(self.defaults)}")
+        loaded = {key: _like(value, group.get(key, self.defaults.get(key)))
+                  for key, value in values.items() if key != "params"}
+        candidate = {**group, **loaded}
+        if "initial_lr" in candidate:
+            candidate["initial_lr"] = real(type(self).__name__, "initial_lr",
+                                           candidate["initial_lr"], minimum=0.0)
+        self.check_group(candidate)
+        return {key: value for key, value in candidate.items() if key != "params"}
+
+    def _loaded_state(self, i: int, param, values: dict) -> dict:
+        """Parameter ``i``'s saved state as arrays like the parameter (and scalar steps)."""
+        where = f"{type(self).__name__}.load_state_dict"
+        if param is None:
+            raise OpError(f"{where}: state for parameter {i}, but there are only "
+                          f"{sum(len(g['params']) for g in self.param_groups)} parameters")
+        state = {}
+        for key, value in values.items():
+            if key in self.scalar_state:
+                state[key] = integer(where, f"state.{i}.{key}", _scalar(value), minimum=0,
+                                     maximum=None)
+                continue
+            array = np.asarray(backend.to_device(value, "cpu") if backend.is_cupy_array(value)
+                               else value)
+            if array.dtype.kind not in "biuf":
+                raise OpError(f"{where}: state.{i}.{key} has dtype {array.dtype}; optimiser "
+                              f"state holds real numbers")
+            if array.shape != param.shape:
+                raise OpError(f"{where}: state.{i}.{key} has shape {array.shape}, parameter "
+                              f"{i} has shape {param.shape}")
+            state[key] = backend.to_device(np.array(array, dtype=param.dtype, order="C"),
+                                           param.device)
+        return state
 
     def _check_saved_groups(self, group_values):
         name = type(self).__name__
         if sorted(group_values) != list(range(len(self.param_groups))):
-            raise ValueError(f"{name}.load_state_dict: the saved state has "
+            raise OpError(f"{name}.load_state_dict: the saved state has "
                              f"{len(group_values)} parameter groups, this optimiser "
                              f"{len(self.param_groups)}")
         for g, values in group_values.items():
-            saved = len(np.asarray(values.get("params", ())))
+            saved = np.asarray(values.get("params", ())).size
             if saved != len(self.param_groups[g]["params"]):
-                raise ValueError(f"{name}.load_state_dict: group {g} was saved with {saved} "
+                raise OpError(f"{name}.load_state_dict: group {g} was saved with {saved} "
                                  f"parameters, this optimiser has "
                                  f"{len(self.param_groups[g]['params'])}")
 
@@ -247,13 +324,15 @@ def _scalar(value):
 
 
 def _like(value, reference):
-    """Give a loaded hyper-parameter the Python type of the current one (tuple, bool, ...)."""
+    """A loaded hyper-parameter in the Python type of the current one (tuple, bool, float);
+    ``check_group`` then checks its value."""
     if isinstance(reference, tuple):
-        return tuple(float(v) for v in np.asarray(value).ravel())
+        return tuple(np.asarray(value).ravel().tolist())
     value = _scalar(value)
-    if isinstance(reference, bool):
+    if isinstance(reference, bool) and isinstance(value, (bool, np.bool_)):
         return bool(value)
-    if isinstance(reference, float) and value is not None:
+    if isinstance(reference, float) and isinstance(value, (int, float, np.integer, np.floating)) \
+            and not isinstance(value, bool):
         return float(value)
     return value
 
@@ -267,6 +346,9 @@ def caffe_param_groups(model, lr: float, weight_decay: float, bias_lr_mult: floa
     Used as ``SGD(caffe_param_groups(model, lr=0.01, weight_decay=5e-4), lr=0.01,
     momentum=0.9)``: CaffeNet's solver.
     """
+    if not isinstance(model, Module):
+        raise ArgumentTypeError(f"caffe_param_groups: model must be an nn.Module, got "
+                                f"{type(model).__name__}")
     weights, biases = [], []
     for name, param in model.named_parameters():
         (biases if name.split(".")[-1] == "bias" else weights).append(param)
@@ -277,8 +359,23 @@ def caffe_param_groups(model, lr: float, weight_decay: float, bias_lr_mult: floa
     return groups
 
 
-def check_non_negative(optimizer: str, **values):
-    """Raise ValueError naming the optimiser if any of ``values`` is negative."""
-    for name, value in values.items():
-        if value < 0:
-            raise ValueError(f"{optimizer}: {name} must be >= 0, got {value}")
+def _check_parameter(optimizer: str, param, where: str | None = None) -> None:
+    """A parameter an optimiser can update: a leaf Tensor of float32 or float64 (the kernels'
+    types; an integer parameter would be stepped by a learning rate rounded to 0)."""
+    where = where or optimizer
+    if not isinstance(param, Tensor):
+        raise ArgumentTypeError(f"{where}: parameters must be Tensors, got "
+                                f"{type(param).__name__}")
+    if not param.is_leaf:
+        raise OpError(f"{where}: can only optimise leaf tensors (made by the user, not by an "
+                      f"op); got one of shape {param.shape}")
+    if param.dtype not in _PARAMETER_DTYPES:
+        raise ArgumentTypeError(f"{where}: can only optimise float32 and float64 parameters, "
+                                f"got one of dtype {param.dtype} and shape {param.shape}")
+
+
+def check_hyper_parameters(optimizer: str, group: dict, **bounds) -> None:
+    """Replace each named hyper-parameter of ``group`` by its checked float (``validate.real``,
+    with the keyword bounds given for it, e.g. ``lr=dict(minimum=0.0)``)."""
+    for name, limits in bounds.items():
+        group[name] = real(optimizer, name, group[name], **limits)

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from cnnlite import backend
-from cnnlite.optim.optimizer import Optimizer, check_non_negative, required, update_in_place
+from cnnlite.errors import OpError
+from cnnlite.optim.optimizer import Optimizer, check_hyper_parameters, required, update_in_place
+from cnnlite.validate import boolean
 
 __all__ = ["SGD"]
 
@@ -24,8 +26,11 @@ class SGD(Optimizer):
     ----------
     params : iterable of Parameters or parameter groups
     lr : float
-        Learning rate (required).
-    momentum, dampening, weight_decay : float
+        Learning rate (required), finite and >= 0.
+    momentum, weight_decay : float
+        Finite and >= 0.
+    dampening : float
+        In [0, 1].
     nesterov : bool
         Nesterov momentum; needs ``momentum > 0`` and ``dampening == 0``.
     """
@@ -36,10 +41,12 @@ class SGD(Optimizer):
                                       weight_decay=weight_decay, nesterov=nesterov))
 
     def check_group(self, group):
-        check_non_negative("SGD", lr=group["lr"], momentum=group["momentum"],
-                           weight_decay=group["weight_decay"])
+        check_hyper_parameters("SGD", group, lr=dict(minimum=0.0), momentum=dict(minimum=0.0),
+                               dampening=dict(minimum=0.0, maximum=1.0),
+                               weight_decay=dict(minimum=0.0))
+        group["nesterov"] = boolean("SGD", "nesterov", group["nesterov"])
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
-            raise ValueError(f"SGD: Nesterov momentum needs momentum > 0 and dampening 0, got "
+            raise OpError(f"SGD: Nesterov momentum needs momentum > 0 and dampening 0, got "
                              f"momentum={group['momentum']}, dampening={group['dampening']}")
 
     def update(self, param, grad, state, group):

@@ -17,9 +17,12 @@ import math
 
 import numpy as np
 
+from cnnlite.reference import contracts
+
 
 def relu_forward(x):
     """y = x if x > 0 else 0"""
+    contracts.relu_forward(x)
     y = np.empty_like(x)
     for i in np.ndindex(x.shape):
         y[i] = x[i] if x[i] > 0 else 0
@@ -28,6 +31,7 @@ def relu_forward(x):
 
 def relu_backward(x, gy):
     """dy/dx = 1 if x > 0 else 0"""
+    contracts.relu_backward(x, gy)
     gx = np.empty_like(gy)
     for i in np.ndindex(x.shape):
         gx[i] = gy[i] if x[i] > 0 else 0
@@ -36,6 +40,7 @@ def relu_backward(x, gy):
 
 def leaky_relu_forward(x, negative_slope):
     """y = x if x > 0 else negative_slope * x"""
+    contracts.leaky_relu_forward(x, negative_slope)
     y = np.empty_like(x)
     for i in np.ndindex(x.shape):
         y[i] = x[i] if x[i] > 0 else negative_slope * x[i]
@@ -44,6 +49,7 @@ def leaky_relu_forward(x, negative_slope):
 
 def leaky_relu_backward(x, gy, negative_slope):
     """dy/dx = 1 if x > 0 else negative_slope"""
+    contracts.leaky_relu_backward(x, gy, negative_slope)
     gx = np.empty_like(gy)
     for i in np.ndindex(x.shape):
         gx[i] = gy[i] if x[i] > 0 else negative_slope * gy[i]
@@ -56,6 +62,7 @@ def elu_forward(x, alpha):
     ``expm1(x)`` is e^x - 1 computed without the cancellation that ``exp(x) - 1`` suffers
     for x near 0.
     """
+    contracts.elu_forward(x, alpha)
     y = np.empty_like(x)
     for i in np.ndindex(x.shape):
         y[i] = x[i] if x[i] > 0 else alpha * math.expm1(x[i])
@@ -64,6 +71,7 @@ def elu_forward(x, alpha):
 
 def elu_backward(x, gy, alpha):
     """dy/dx = 1 if x > 0 else alpha * e^x"""
+    contracts.elu_backward(x, gy, alpha)
     gx = np.empty_like(gy)
     for i in np.ndindex(x.shape):
         gx[i] = gy[i] if x[i] > 0 else gy[i] * alpha * math.exp(x[i])
@@ -76,6 +84,7 @@ def sigmoid_forward(x):
     For x < 0 the same value is written e^x / (1 + e^x), so that the exponential never
     overflows (e^-x for x = -1000 would).
     """
+    contracts.sigmoid_forward(x)
     y = np.empty_like(x)
     for i in np.ndindex(x.shape):
         if x[i] >= 0:
@@ -88,6 +97,7 @@ def sigmoid_forward(x):
 
 def sigmoid_backward(y, gy):
     """dy/dx = y (1 - y), written in the forward's output y"""
+    contracts.sigmoid_backward(y, gy)
     gx = np.empty_like(gy)
     for i in np.ndindex(y.shape):
         gx[i] = gy[i] * y[i] * (1 - y[i])
@@ -96,6 +106,7 @@ def sigmoid_backward(y, gy):
 
 def tanh_forward(x):
     """y = (e^x - e^-x) / (e^x + e^-x)"""
+    contracts.tanh_forward(x)
     y = np.empty_like(x)
     for i in np.ndindex(x.shape):
         y[i] = math.tanh(x[i])
@@ -104,6 +115,7 @@ def tanh_forward(x):
 
 def tanh_backward(y, gy):
     """dy/dx = 1 - y^2, written in the forward's output y"""
+    contracts.tanh_backward(y, gy)
     gx = np.empty_like(gy)
     for i in np.ndindex(y.shape):
         gx[i] = gy[i] * (1 - y[i] * y[i])

@@ -36,6 +36,8 @@ also accepts plain ints and turns them into pairs.
 """
 import numpy as np
 
+from cnnlite.reference import contracts
+
 
 def output_size(size, kernel, stride, padding, dilation):
     """Output length of a convolution along one axis: (size + 2p - d(k-1) - 1) // s + 1."""
@@ -49,6 +51,7 @@ def im2col(x, kh, kw, stride, padding, dilation):
     col[(c*kh + i)*kw + j, (n*OH + oh)*OW + ow] = x[n, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw],
     or 0 where that position lies in the zero padding.
     """
+    contracts.im2col(x, kh, kw, stride, padding, dilation)
     N, C, H, W = x.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     OH = output_size(H, kh, sh, ph, dh)
@@ -75,6 +78,7 @@ def col2im(col, x_shape, kh, kw, stride, padding, dilation):
     x[n, c, h, w] = sum of col[(c*kh + i)*kw + j, (n*OH + oh)*OW + ow]
                     over all (i, j, oh, ow) with oh*sh - ph + i*dh = h and ow*sw - pw + j*dw = w.
     """
+    contracts.col2im(col, x_shape, kh, kw, stride, padding, dilation)
     N, C, H, W = x_shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     OH = output_size(H, kh, sh, ph, dh)

@@ -19,7 +19,7 @@ whole-array NumPy, the twin that the tests compare every implementation with.
 """
 import numpy as np
 
-from cnnlite.errors import OpError
+from cnnlite.reference import contracts
 
 #: 2^64 / golden ratio, and the two multipliers of SplitMix64's finaliser.
 GOLDEN_GAMMA = 0x9E3779B97F4A7C15
@@ -51,15 +51,9 @@ def counter_uniforms(seed: int, count: int) -> np.ndarray:
     return (z >> np.uint64(40)).astype(np.float64) / 2.0**24
 
 
-def check_probability(p, x):
-    if not 0 <= p <= 1:
-        raise OpError(f"dropout: p must be a probability in [0, 1], got {p!r} for x "
-                      f"{tuple(x.shape)}")
-
-
 def dropout_forward(x, p, seed):
     """x: any shape -> y, mask: x's shape and dtype."""
-    check_probability(p, x)
+    contracts.dropout_forward(x, p, seed)
     seed = int(seed) % 2**64
     scale = x.dtype.type(1 / (1 - p) if p < 1 else 0)
     y = np.empty(x.shape, dtype=x.dtype)

@@ -26,15 +26,23 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnlite.reference import contracts
+
 
 # ---------------------------------------------------------------------------------------------
 # Batch normalisation.
 
 
 def batch_norm_statistics(x):
-    """Mean and biased variance of every channel.  x: (N, C, L) -> mean (C,), var (C,)."""
+    """Mean and biased variance of every channel.  x: (N, C, L) -> mean (C,), var (C,).
+
+    An empty batch (M = 0) has no statistics: NaN, as NumPy's mean of nothing.
+    """
+    contracts.batch_norm_statistics(x)
     N, C, L = x.shape
     count = N * L
+    if count == 0:
+        return np.full(C, np.nan, dtype=x.dtype), np.full(C, np.nan, dtype=x.dtype)
     mean = np.empty(C, dtype=x.dtype)
     var = np.empty(C, dtype=x.dtype)
     for c in range(C):
@@ -57,6 +65,7 @@ def batch_norm_forward(x, mean, inv_std, weight, bias):
 
     x: (N, C, L); mean, inv_std, weight, bias: (C,). Returns y: (N, C, L).
     """
+    contracts.batch_norm_forward(x, mean, inv_std, weight, bias)
     N, C, L = x.shape
     y = np.empty_like(x)
     for n in range(N):
@@ -74,6 +83,7 @@ def batch_norm_grad_statistics(gy, x, mean, inv_std):
     ``grad_bias = sum(gy)`` and ``grad_weight = sum(gy * x_hat)``, which are also the
     gradients of the bias and the weight.
     """
+    contracts.batch_norm_grad_statistics(gy, x, mean, inv_std)
     N, C, L = x.shape
     grad_bias = np.empty(C, dtype=gy.dtype)
     grad_weight = np.empty(C, dtype=gy.dtype)
@@ -101,6 +111,7 @@ def batch_norm_backward(gy, x, mean, inv_std, weight, grad_weight, grad_bias):
     The last two terms are the paths through the batch mean and the batch variance: moving one
     x moves every x_hat of its channel. gy, x: (N, C, L); the rest (C,). Returns gx: (N, C, L).
     """
+    contracts.batch_norm_backward(gy, x, mean, inv_std, weight, grad_weight, grad_bias)
     N, C, L = x.shape
     count = N * L
     gx = np.empty_like(gy)
@@ -137,6 +148,7 @@ def lrn_forward(x, size, coefficient, beta, k):
     ``coefficient`` is ``alpha / size`` in PyTorch's and Caffe's convention, ``alpha`` in the
     AlexNet paper's.
     """
+    contracts.lrn_forward(x, size, coefficient, beta, k)
     N, C, L = x.shape
     y = np.empty_like(x)
     denom = np.empty_like(x)
@@ -163,6 +175,7 @@ def lrn_backward(gy, x, denom, factor, size, coefficient, beta):
 
     with ``denom^(-beta-1) = factor / denom``. gy, x, denom, factor: (N, C, L); returns gx.
     """
+    contracts.lrn_backward(gy, x, denom, factor, size, coefficient, beta)
     N, C, L = x.shape
     gx = np.zeros_like(gy)
     for n in range(N):

@@ -10,24 +10,14 @@ that element of the parameter and of the state, so the loop below is also the sh
 fast kernels: one pass over memory.
 
 The arrays updated in place must be contiguous arrays of one float type and of param's shape
-(the fast kernels write straight into their memory); the gradient is converted to param's
-dtype, and the hyper-parameters too, so that a float32 update computes in float32 like the
-GPU's.
+(the fast kernels write straight into their memory), and the gradient must have param's shape
+(they read it element for element): ``cnnlite.reference.contracts`` checks both. The gradient
+is converted to param's dtype, and the hyper-parameters too, so that a float32 update computes
+in float32 like the GPU's.
 """
 import numpy as np
 
-from cnnlite.errors import OpError
-
-
-def check_in_place(op, param, *state):
-    """``state``: (name, array) pairs that must match ``param`` as the kernels update them."""
-    for name, array in (("param", param), *state):
-        if array.shape != param.shape or array.dtype != param.dtype \
-                or not array.flags.c_contiguous:
-            raise OpError(f"{op}: {name} must be a contiguous {param.dtype} array of param's "
-                          f"shape {tuple(param.shape)} (it is updated in place), got "
-                          f"{tuple(array.shape)} {array.dtype}"
-                          f"{'' if array.flags.c_contiguous else ', not contiguous'}")
+from cnnlite.reference import contracts
 
 
 def sgd_momentum_update(param, grad, momentum_buffer, lr, momentum=0.0, dampening=0.0,
@@ -40,7 +30,8 @@ def sgd_momentum_update(param, grad, momentum_buffer, lr, momentum=0.0, dampenin
 
     With momentum = 0 this is plain SGD, param -= lr * g, and the buffer is left alone.
     """
-    check_in_place("sgd_momentum_update", param, ("momentum_buffer", momentum_buffer))
+    contracts.sgd_momentum_update(param, grad, momentum_buffer, lr, momentum, dampening,
+                                  weight_decay, nesterov, first_step)
     real = param.dtype.type
     grad = np.asarray(grad, dtype=param.dtype)
     lr, momentum, dampening, weight_decay = (real(lr), real(momentum), real(dampening),
@@ -66,7 +57,8 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr, beta1=0.9, beta2=0.9
     The ``1 - beta^step`` factors undo the bias of m and v towards their zero start; they are
     the same for every element, so they are computed once.
     """
-    check_in_place("adam_update", param, ("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq))
+    contracts.adam_update(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps,
+                          weight_decay)
     real = param.dtype.type
     grad = np.asarray(grad, dtype=param.dtype)
     step_size = real(lr / (1 - beta1**step))

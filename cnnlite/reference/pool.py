@@ -25,6 +25,8 @@ the loops here are the ground truth that the tests compare it with, and what a s
 """
 import numpy as np
 
+from cnnlite.reference import contracts
+
 
 def padded_window(i, stride, padding, kernel, size):
     """(start, stop) of output i's window along one axis, in input coordinates.
@@ -48,8 +50,10 @@ def max_pool2d_forward(x, kernel_size, stride, padding, output_size):
     """y[n, c, i, j] = max of x[n, c] over window (i, j); argmax = where it is (h * W + w).
 
     x: (N, C, H, W) -> y: (N, C, OH, OW), argmax: (N, C, OH, OW) int32.
-    The first maximum in row-major order wins a tie; a NaN beats every number (it propagates).
+    The first maximum in row-major order wins a tie, as in PyTorch; a NaN beats every number
+    (it propagates).
     """
+    contracts.max_pool2d_forward(x, kernel_size, stride, padding, output_size)
     n, c, h, w = x.shape
     oh, ow = output_size
     y = np.empty((n, c, oh, ow), dtype=x.dtype)
@@ -73,8 +77,14 @@ def max_pool2d_backward(gy, argmax, input_size):
     in training, adaptive max pooling). Overlapping windows may pick the same element; their
     gradients add up.
     """
+    contracts.max_pool2d_backward(gy, argmax, input_size)
     n, c, oh, ow = gy.shape
     h, w = input_size
+    # NumPy would take a negative index from the end of the plane: refuse it instead.
+    outside = (argmax < 0) | (argmax >= h * w)
+    if outside.any():
+        raise contracts.index_out_of_range("max_pool2d_backward", "argmax", argmax.shape,
+                                           int(outside.sum()), h * w, f"a plane of {h} x {w}")
     gx = np.zeros((n * c, h * w), dtype=gy.dtype)
     planes = np.arange(n * c)
     for i in range(oh):
@@ -102,6 +112,7 @@ def avg_pool2d_forward(x, kernel_size, stride, padding, output_size, count_inclu
 
     x: (N, C, H, W) -> y: (N, C, OH, OW).
     """
+    contracts.avg_pool2d_forward(x, kernel_size, stride, padding, output_size, count_include_pad)
     n, c, h, w = x.shape
     oh, ow = output_size
     y = np.empty((n, c, oh, ow), dtype=x.dtype)
@@ -121,6 +132,8 @@ def avg_pool2d_backward(gy, input_size, kernel_size, stride, padding, count_incl
 
     gy: (N, C, OH, OW); input_size: (H, W) -> gx: (N, C, H, W).
     """
+    contracts.avg_pool2d_backward(gy, input_size, kernel_size, stride, padding,
+                                  count_include_pad)
     n, c, oh, ow = gy.shape
     h, w = input_size
     gx = np.zeros((n, c, h, w), dtype=gy.dtype)
@@ -148,6 +161,7 @@ def stochastic_pool2d_sample(x, kernel_size, stride, output_size, uniforms):
     it is never picked, unless the whole window is zero: then y = 0 and the window's first
     element is the one "picked" (the one that receives the gradient).
     """
+    contracts.stochastic_pool2d_sample(x, kernel_size, stride, output_size, uniforms)
     n, c, h, w = x.shape
     oh, ow = output_size
     y = np.empty((n, c, oh, ow), dtype=x.dtype)
@@ -181,6 +195,7 @@ def probability_weighted_pool2d_forward(x, kernel_size, stride, output_size):
 
     x: (N, C, H, W), non-negative -> y: (N, C, OH, OW).
     """
+    contracts.probability_weighted_pool2d_forward(x, kernel_size, stride, output_size)
     n, c, h, w = x.shape
     oh, ow = output_size
     y = np.empty((n, c, oh, ow), dtype=x.dtype)
@@ -203,6 +218,7 @@ def probability_weighted_pool2d_backward(gy, x, kernel_size, stride):
     An all-zero window gets no gradient (y is not differentiable there).
     gy: (N, C, OH, OW), x: (N, C, H, W) -> gx: (N, C, H, W).
     """
+    contracts.probability_weighted_pool2d_backward(gy, x, kernel_size, stride)
     n, c, h, w = x.shape
     oh, ow = gy.shape[2:]
     gx = np.zeros(x.shape, dtype=gy.dtype)

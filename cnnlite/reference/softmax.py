@@ -30,6 +30,7 @@ import math
 import numpy as np
 
 from cnnlite.errors import OpError
+from cnnlite.reference import contracts
 
 
 def rows(op, shape, axis):
@@ -67,6 +68,7 @@ def _row(array, o, i):
 
 def softmax_forward(x, axis):
     """y_k = e^(x_k - m) / sum_j e^(x_j - m) along ``axis``."""
+    contracts.softmax_forward(x, axis)
     outer, K, inner = rows("softmax", x.shape, axis)
     x3 = x.reshape(outer, K, inner)
     y = np.empty(x3.shape, dtype=x.dtype)
@@ -81,6 +83,7 @@ def softmax_forward(x, axis):
 
 def log_softmax_forward(x, axis):
     """y_k = (x_k - m) - log(sum_j e^(x_j - m)) along ``axis``."""
+    contracts.log_softmax_forward(x, axis)
     outer, K, inner = rows("log_softmax", x.shape, axis)
     x3 = x.reshape(outer, K, inner)
     y = np.empty(x3.shape, dtype=x.dtype)
@@ -99,6 +102,7 @@ def softmax_backward(y, gy, axis):
     The Jacobian of softmax is dy_k/dx_j = y_k ([k = j] - y_j); the sum is the part that
     comes from every other output of the row.
     """
+    contracts.softmax_backward(y, gy, axis)
     outer, K, inner = rows("softmax_backward", y.shape, axis)
     y3, gy3 = y.reshape(outer, K, inner), gy.reshape(outer, K, inner)
     gx = np.empty(y3.shape, dtype=gy.dtype)
@@ -118,6 +122,7 @@ def log_softmax_backward(y, gy, axis):
 
     The Jacobian of log-softmax is dy_j/dx_k = [j = k] - softmax(x)_k, and softmax = e^y.
     """
+    contracts.log_softmax_backward(y, gy, axis)
     outer, K, inner = rows("log_softmax_backward", y.shape, axis)
     y3, gy3 = y.reshape(outer, K, inner), gy.reshape(outer, K, inner)
     gx = np.empty(y3.shape, dtype=gy.dtype)
@@ -140,6 +145,7 @@ def cross_entropy_forward(logits, target, label_smoothing=0.0):
     logits: (N, K, ...), target: (N, ...) -> loss: (N, ...), log_probs = log p: logits' shape
     (what the backward needs).
     """
+    contracts.cross_entropy_forward(logits, target, label_smoothing)
     N, K, inner = class_rows("cross_entropy", logits.shape, target)
     logits3 = logits.reshape(N, K, inner)
     targets = target.reshape(N, inner)
@@ -160,6 +166,7 @@ def cross_entropy_forward(logits, target, label_smoothing=0.0):
 def cross_entropy_backward(log_probs, target, gloss, label_smoothing=0.0):
     """glogits_k = (p_k - q_k) * gloss of the row, with p = e^(log_probs) and q the smoothed
     one-hot target; ``gloss`` broadcasts to target's shape."""
+    contracts.cross_entropy_backward(log_probs, target, gloss, label_smoothing)
     N, K, inner = class_rows("cross_entropy_backward", log_probs.shape, target)
     log_probs3 = log_probs.reshape(N, K, inner)
     targets = target.reshape(N, inner)

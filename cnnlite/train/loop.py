@@ -24,12 +24,16 @@ from tqdm.auto import tqdm
 from cnnlite import backend
 from cnnlite import functional as F
 from cnnlite.autograd import no_grad
+from cnnlite.errors import ArgumentTypeError, OpError
+from cnnlite.nn.module import Module
+from cnnlite.optim.optimizer import Optimizer
 from cnnlite.tensor import Tensor
 from cnnlite.train.anomaly import AnomalyDetector, check_finite_loss
 from cnnlite.train.history import History
 from cnnlite.train.metrics import RunningMean, topk_correct
 from cnnlite.train.resume import load_training_state, save_training_state
 from cnnlite.train.state import random_generators, seed_everything
+from cnnlite.validate import boolean, integer
 
 __all__ = ["fit", "evaluate", "Metrics"]
 
@@ -67,6 +71,29 @@ def _current_lr(optimizer) -> float:
     return float(optimizer.param_groups[0]["lr"])
 
 
+def _describe_loader(loader) -> str:
+    """What an empty loader is made of, so the message points at the cause."""
+    dataset = getattr(loader, "dataset", None)
+    if dataset is None or not hasattr(dataset, "__len__"):
+        return type(loader).__name__
+    settings = ", ".join(f"{name}={getattr(loader, name)!r}"
+                         for name in ("batch_size", "drop_last") if hasattr(loader, name))
+    return (f"{type(loader).__name__} over a dataset of {len(dataset)} samples"
+            f"{f' ({settings})' if settings else ''}")
+
+
+def _empty_loader_error(where: str, role: str, loader) -> OpError:
+    return OpError(f"{where}: {role} gave no samples: {_describe_loader(loader)}; a loss or "
+                   f"an accuracy over no samples means nothing")
+
+
+def _check_not_empty(where: str, role: str, loader) -> None:
+    """Refuse a loader that has no batches, before any work (a loader without ``len`` is
+    checked after its first pass instead)."""
+    if hasattr(loader, "__len__") and len(loader) == 0:
+        raise _empty_loader_error(where, role, loader)
+
+
 def evaluate(model, loader, loss_fn: Callable = F.cross_entropy, device: str = "cpu",
              progress: bool = False) -> Metrics:
     """Mean loss and top-1 / top-5 accuracy of ``model`` over every batch of ``loader``.
@@ -75,6 +102,8 @@ def evaluate(model, loader, loss_fn: Callable = F.cross_entropy, device: str = "
     without building a graph; its previous mode is restored afterwards.
     """
     device = backend.check_device(device)
+    progress = boolean("evaluate", "progress", progress)
+    _check_not_empty("evaluate", "the loader", loader)
     dtype = _model_dtype(model)
     was_training = model.training
     model.eval()
@@ -91,8 +120,9 @@ def evaluate(model, loader, loss_fn: Callable = F.cross_entropy, device: str = "
                 top1, top5, seen = top1 + hits[0], top5 + hits[1], seen + n
     finally:
         model.train(was_training)
-    seen_or_one = max(seen, 1)
-    return Metrics(loss_mean.mean, top1 / seen_or_one, top5 / seen_or_one, seen)
+    if seen == 0:
+        raise _empty_loader_error("evaluate", "the loader", loader)
+    return Metrics(loss_mean.mean, top1 / seen, top5 / seen, seen)
 
 
 class _EpochResult(NamedTuple):
@@ -134,7 +164,9 @@ def _train_epoch(model, loader, optimizer, loss_fn, device, schedule_per_step, s
                         lr=f"{_current_lr(optimizer):.3g}",
                         img_s=f"{seen / max(time.perf_counter() - start, 1e-9):.0f}",
                         refresh=batch == bar.total)  # otherwise at tqdm's own pace
-    return _EpochResult(loss_mean.mean, correct / max(seen, 1), step)
+    if seen == 0:
+        raise _empty_loader_error("fit", "train_loader", loader)
+    return _EpochResult(loss_mean.mean, correct / seen, step)
 
 
 def _epoch_line(row: dict, epochs: int) -> str:
@@ -144,6 +176,23 @@ def _epoch_line(row: dict, epochs: int) -> str:
         line += (f"  |  val loss {row['val_loss']:.4f} acc {100 * row['val_acc']:.1f}% "
                  f"top-5 {100 * row['val_top5']:.1f}%")
     return line + f"  |  lr {row['lr']:.3g}  {row['seconds']:.1f} s"
+
+
+def _check_fit_arguments(model, optimizer, schedule, loss_fn, log) -> None:
+    """The objects ``fit`` is given are of the kinds it calls (a mix-up of the positional
+    arguments, say the optimiser in the schedule's place, fails here and not mid-epoch)."""
+    if not isinstance(model, Module):
+        raise ArgumentTypeError(f"fit: model must be an nn.Module, got {type(model).__name__}")
+    if not isinstance(optimizer, Optimizer):
+        raise ArgumentTypeError(f"fit: optimizer must be an optim.Optimizer, got "
+                                f"{type(optimizer).__name__}")
+    if schedule is not None and not hasattr(schedule, "step"):
+        raise ArgumentTypeError(f"fit: schedule must be an LR scheduler (with step()), got "
+                                f"{type(schedule).__name__}")
+    for name, function in (("loss_fn", loss_fn), ("log", log)):
+        if function is not None and not callable(function):
+            raise ArgumentTypeError(f"fit: {name} must be callable, got "
+                                    f"{type(function).__name__}")
 
 
 def fit(model, train_loader, val_loader=None, optimizer=None, schedule=None, epochs: int = 1,
@@ -158,13 +207,15 @@ def fit(model, train_loader, val_loader=None, optimizer=None, schedule=None, epo
         Moved to ``device``; inputs are cast to its parameters' floating dtype.
     train_loader, val_loader : DataLoader
         Batches ``(images, labels)``; ``val_loader`` (optional) is evaluated after each epoch.
+        A loader without samples is an error (a loss over no samples is no number).
     optimizer : optim.Optimizer
     schedule : LR schedule, optional
         Its ``step()`` is called after every epoch (``schedule_per="epoch"``) or after every
         optimiser step (``schedule_per="step"``).
     epochs : int
-        The total number of epochs of the run, counted from the start (also when resuming:
-        ``fit(..., epochs=10, resume=path)`` after 4 saved epochs trains epochs 5 to 10).
+        The total number of epochs of the run, at least 1, counted from the start (also when
+        resuming: ``fit(..., epochs=10, resume=path)`` after 4 saved epochs trains epochs 5
+        to 10).
     loss_fn : callable
         ``loss_fn(logits, labels) -> scalar Tensor``, the mean over the batch.
     checkpoint : path, optional
@@ -195,8 +246,17 @@ def fit(model, train_loader, val_loader=None, optimizer=None, schedule=None, epo
     if optimizer is None:
         raise TypeError("fit: an optimizer is required, e.g. optim.SGD(model.parameters(), "
                         "lr=0.01, momentum=0.9)")
+    _check_fit_arguments(model, optimizer, schedule, loss_fn, log)
     if schedule_per not in ("epoch", "step"):
-        raise ValueError(f"fit: schedule_per must be 'epoch' or 'step', got {schedule_per!r}")
+        raise OpError(f"fit: schedule_per must be 'epoch' or 'step', got {schedule_per!r}")
+    epochs = integer("fit", "epochs", epochs, minimum=1, maximum=None)
+    detect_anomaly = boolean("fit", "detect_anomaly", detect_anomaly)
+    progress = boolean("fit", "progress", progress)
+    if seed is not None:
+        seed = integer("fit", "seed", seed, minimum=0, maximum=None)
+    _check_not_empty("fit", "train_loader", train_loader)
+    if val_loader is not None:
+        _check_not_empty("fit", "val_loader", val_loader)
     device = backend.check_device(device)
     model.to(device)
     if log is None:

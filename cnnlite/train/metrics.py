@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 from cnnlite import backend
-from cnnlite.errors import OpError
+from cnnlite.errors import ArgumentTypeError, OpError
 from cnnlite.tensor import Tensor
+from cnnlite.validate import integer, is_integer
 
 __all__ = ["accuracy", "topk_correct", "RunningMean"]
 
@@ -49,10 +50,16 @@ def accuracy(logits, target, topk=(1, 5)):
     >>> accuracy(np.array([[0.1, 0.7, 0.2], [0.5, 0.2, 0.3]]), np.array([1, 2]), topk=(1, 2))
     (0.5, 1.0)
     """
-    single = isinstance(topk, int)
-    ks = (topk,) if single else tuple(topk)
+    single = is_integer(topk)
+    if not single and not isinstance(topk, (tuple, list)):
+        raise ArgumentTypeError(f"accuracy: topk must be an int or a tuple of ints, got "
+                                f"{type(topk).__name__} {topk!r}")
+    ks = tuple(integer("accuracy", "topk", k, minimum=1) for k in ((topk,) if single else topk))
     counts = topk_correct(logits, target, ks)
-    n = max(_host_array(target).shape[0], 1)
+    n = _host_array(target).shape[0]
+    if n == 0:
+        raise OpError("accuracy: no samples (target has shape (0,)); an accuracy over no "
+                      "samples means nothing")
     fractions = tuple(c / n for c in counts)
     return fractions[0] if single else fractions
 

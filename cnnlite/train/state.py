@@ -21,6 +21,8 @@ import zlib
 
 import numpy as np
 
+from cnnlite.validate import integer
+
 __all__ = ["random_generators", "generator_states", "restore_generator_states",
            "seed_everything"]
 
@@ -113,12 +115,14 @@ def restore_generator_states(generators: dict, states: dict) -> list:
 
 
 def seed_everything(seed: int, **roots) -> None:
-    """Seed every generator ``random_generators(**roots)`` finds, and NumPy's legacy global one.
+    """Seed every generator ``random_generators(**roots)`` finds, and NumPy's legacy global one,
+    from ``seed`` (an int >= 0).
 
     Each generator gets its own stream, derived from ``seed`` and its name, so that (say)
     dropout and the random crops do not draw the same numbers. Generators are re-seeded in
     place: objects that hold them keep working with the new state.
     """
+    seed = integer("seed_everything", "seed", seed, minimum=0, maximum=None)
     np.random.seed(seed % 2 ** 32)
     for name, generator in random_generators(**roots).items():
         stream = np.random.SeedSequence([seed, zlib.crc32(name.encode())])
