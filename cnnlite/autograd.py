@@ -102,10 +102,18 @@ class Function:
     #: What the op computes in (``cnnlite.dtypes``): FLOAT promotes bool and integer inputs and
     #: refuses float16 and complex; NUMERIC (arithmetic, shapes) takes any real dtype.
     dtypes = dtypes.FLOAT
+    #: The public op this Function computes, when its wrapper is named otherwise (``clone``
+    #: builds a ``Copy``): set with ``named``, so that errors name the op the user called.
+    op_name = None
 
     @property
     def name(self) -> str:
-        return type(self).__name__
+        return self.op_name or type(self).__name__
+
+    def named(self, op_name: str) -> "Function":
+        """This Function, its errors naming ``op_name`` (the public op) instead of its class."""
+        self.op_name = op_name
+        return self
 
     def save_for_backward(self, *arrays):
         """Keep arrays for ``backward``; they are read back as ``self.saved``."""

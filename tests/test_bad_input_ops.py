@@ -458,3 +458,171 @@ ZERO_SIZES = [
 def test_a_zero_size_other_than_the_batch_is_refused_by_name_and_shape(call, message):
     with pytest.raises(OpError, match=message):
         call()
+
+
+# --- arguments of clip, astype, where, pad, getitem, sum_to, softmax and batch_norm ------------
+
+BAD_OP_ARGUMENTS = [
+    (lambda x: F.clip(x, np.nan, None), OpError, r"clip: low must not be NaN"),
+    (lambda x: F.clip(x, None, True), ArgumentTypeError, r"clip: high must be a real number"),
+    (lambda x: F.clip(x, [1.0], None), ArgumentTypeError, r"clip: low must be a real number"),
+    (lambda x: F.clip(x, 1j, None), ArgumentTypeError, r"clip: low .* complex"),
+    (lambda x: F.astype(x, None), ArgumentTypeError, r"astype: dtype must be a dtype"),
+    (lambda x: F.astype(x, "nope"), ArgumentTypeError, r"astype: dtype 'nope' is not a dtype"),
+    (lambda x: F.astype(x, 5), ArgumentTypeError, r"astype: dtype 5 is not a dtype"),
+    (lambda x: F.astype(x, "complex64"), ArgumentTypeError, r"astype: cannot convert to complex64"),
+    (lambda x: F.astype(x, object), ArgumentTypeError, r"astype: cannot convert to object"),
+    (lambda x: F.where(np.ones((2, 3), complex), x, x), ArgumentTypeError,
+     r"where: condition must be bool .* complex128"),
+    (lambda x: F.where(np.ones((2, 3), object), x, x), ArgumentTypeError,
+     r"where: condition must be bool .* object"),
+    (lambda x: F.pad(x, 1, "7"), ArgumentTypeError, r"pad: value must be a real number, got str"),
+    (lambda x: F.pad(x, 1, None), ArgumentTypeError, r"pad: value must be a real number"),
+    (lambda x: F.pad(x, 1, [0.0]), ArgumentTypeError, r"pad: value must be a real number"),
+    (lambda x: F.getitem(x, (1, slice(1.5, 3))), ArgumentTypeError,
+     r"getitem: slice bounds must be ints"),
+    (lambda x: F.getitem(x, np.array([1.5])), ArgumentTypeError,
+     r"getitem: index arrays must be bool or integer"),
+    (lambda x: F.getitem(x, "a"), ArgumentTypeError, r"getitem: not an index"),
+    (lambda x: F.sum_to(x.data, (1.5, 1)), ArgumentTypeError, r"sum_to: shape\[0\] must be an int"),
+    (lambda x: F.sum_to(x.data, (2, 2)), OpError, r"sum_to: g of shape \(2, 3\) cannot be summed"),
+    (lambda x: F.sum_to(x.data, (2, 3, 1)), OpError, r"sum_to: .* cannot be summed"),
+    (lambda x: F.sum_to(x.data.astype(complex), (3,)), ArgumentTypeError,
+     r"sum_to: g has dtype complex128"),
+    (lambda x: F.softmax(x, [0]), ArgumentTypeError, r"softmax: axis must be an int"),
+    (lambda x: F.log_softmax(x, [0]), ArgumentTypeError, r"log_softmax: axis must be an int"),
+]
+
+
+@pytest.mark.parametrize("call, error, message", BAD_OP_ARGUMENTS,
+                         ids=[m[:40] for _, _, m in BAD_OP_ARGUMENTS])
+def test_elementwise_and_indexing_ops_refuse_bad_arguments_by_name(call, error, message):
+    with pytest.raises(error, match=message):
+        call(cl.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True))
+
+
+def test_clip_takes_infinite_bounds_and_keeps_int_tensors_int():
+    x = cl.tensor(np.array([-2, 0, 5]))
+    assert F.clip(x, 0, 3).dtype == x.dtype
+    np.testing.assert_array_equal(F.clip(cl.tensor(np.array([-1.0, 9.0])), -np.inf, 2.0).data,
+                                  [-1.0, 2.0])
+
+
+def test_where_reads_an_integer_condition_as_non_zero():
+    a, b = cl.tensor(np.ones(3)), cl.tensor(np.zeros(3))
+    np.testing.assert_array_equal(F.where(np.array([2, 0, -1]), a, b).data, [1.0, 0.0, 1.0])
+
+
+def test_pad_takes_nan_and_infinity_as_fill_values():
+    x = cl.tensor(np.ones((1, 1)))
+    assert np.isnan(F.pad(x, 1, np.nan).data[0, 0])
+    assert F.pad(x, 1, -np.inf).data[0, 0] == -np.inf
+
+
+def test_getitem_takes_boolean_and_integer_arrays_and_empty_lists():
+    x = cl.tensor(np.arange(6.0).reshape(2, 3))
+    assert F.getitem(x, np.array([True, False])).shape == (1, 3)
+    assert F.getitem(x, (slice(None), [0, 0])).shape == (2, 2)
+    assert F.getitem(x, []).shape == (0, 3)
+
+
+def test_pow_of_an_int8_base_differentiates_in_the_float_result_dtype():
+    a = cl.tensor(np.array([2, 3], dtype=np.int8))
+    b = cl.tensor(np.array([1.5, 0.5]), requires_grad=True)
+    F.pow(a, b).sum().backward()
+    want = np.array([2 ** 1.5 * np.log(2), 3 ** 0.5 * np.log(3)])
+    np.testing.assert_allclose(b.grad, want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("stats", [np.ones(3, np.int64), np.ones(3, np.uint8), np.ones(3, bool),
+                                   np.ones(3, complex), np.ones(3, object), np.array(["a"] * 3),
+                                   np.ones(3, np.float16), [1.0, 1.0, 1.0]],
+                         ids=["int64", "uint8", "bool", "complex", "object", "str", "float16",
+                              "list"])
+def test_batch_norm_refuses_running_statistics_that_are_not_float_arrays(stats):
+    x = cl.tensor(np.random.default_rng(0).standard_normal((4, 3, 2, 2)))
+    before = np.array(stats, copy=True)
+    with pytest.raises(ArgumentTypeError, match=r"batch_norm: running_var"):
+        F.batch_norm(x, np.zeros(3), stats, training=True, momentum=0.5)
+    np.testing.assert_array_equal(np.asarray(stats), before)
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors name the op the user called, and a list is an input like an array
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda x: F.clone(x), "clone"),
+    (lambda x: F.flatten(x), "flatten"),
+    (lambda x: F.squeeze(x), "squeeze"),
+    (lambda x: F.unsqueeze(x, 0), "unsqueeze"),
+    (lambda x: F.stack([x, x]), "stack"),
+    (lambda x: F.expand(x, (2, 1, 1, 4, 4)), "expand"),
+    (lambda x: F.mse_loss(x, x), "mse_loss"),
+    (lambda x: F.max_avg_pool2d(x, 2), "max_avg_pool2d"),
+    (lambda x: F.spatial_pyramid_pool2d(x), "spatial_pyramid_pool2d"),
+    (lambda x: F.stochastic_pool2d(x, 2, training=False), "stochastic_pool2d"),
+    (lambda x: F.rrelu(x, training=False), "rrelu"),
+    (lambda x: F.dropout(x, training=False), "dropout"),
+    (lambda x: nn.Dropout().eval()(x), "dropout"),
+])
+def test_an_op_built_on_another_refuses_complex_under_its_own_name(call, name):
+    with pytest.raises(ArgumentTypeError, match=rf"^{name}: input 0 has dtype complex128"):
+        call(np.ones((1, 1, 4, 4), complex))
+
+
+@pytest.mark.parametrize("name", ["flatten", "squeeze", "unsqueeze", "stack"])
+def test_shape_ops_refuse_string_arrays_under_their_own_name(name):
+    call = {"stack": lambda x: F.stack([x]), "unsqueeze": lambda x: F.unsqueeze(x, 0)}.get(
+        name, getattr(F, name))
+    with pytest.raises(TypeError, match=rf"^{name}: expected numeric data"):
+        call(np.array([["a"]]))
+
+
+def test_layers_and_composite_ops_take_python_lists():
+    image = np.ones((1, 3, 4, 4)).tolist()
+    assert nn.Conv2d(3, 2, 3)(image).shape == (1, 2, 2, 2)
+    assert nn.MaxPool2d(2)(image).shape == (1, 3, 2, 2)
+    assert nn.BatchNorm2d(3)(image).shape == (1, 3, 4, 4)
+    assert nn.Flatten()(image).shape == (1, 48)
+    assert nn.Linear(4, 2)(image).shape == (1, 3, 4, 2)
+    assert F.max_avg_pool2d(image, 2).shape == (1, 3, 2, 2)
+    assert F.spatial_pyramid_pool2d(image, levels=(1, 2)).shape == (1, 15)
+    np.testing.assert_array_equal(F.sum_to([[1.0, 2.0], [3.0, 4.0]], (1, 2)), [[4.0, 6.0]])
+
+
+def test_a_layer_refuses_a_list_that_is_not_numeric_naming_itself():
+    with pytest.raises(TypeError, match=r"^MaxPool2d\(.*\): expected numeric data"):
+        nn.MaxPool2d(2)([["a"]])
+
+
+@pytest.mark.parametrize("make, name", [(lambda: nn.Linear(112419, 112419), "Linear"),
+                                        (lambda: nn.Conv2d(37473, 37473, 3), "Conv2d")])
+def test_a_layer_too_large_for_memory_names_itself(make, name, monkeypatch):
+    from cnnlite import memory
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2**30)
+    with pytest.raises(memory.HostOutOfMemoryError, match=rf"^{name}\("):
+        make()
+
+
+def test_spatial_pyramid_pooling_out_of_memory_names_itself(monkeypatch):
+    from cnnlite import memory
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2**30)
+    with pytest.raises(memory.HostOutOfMemoryError, match=r"^spatial_pyramid_pool2d"):
+        F.spatial_pyramid_pool2d(np.ones((1, 1, 4, 4), np.float32), levels=(32453,))
+
+
+def test_apl_refuses_an_rng_that_is_not_a_generator_naming_itself():
+    with pytest.raises(ArgumentTypeError, match=r"^APL: rng"):
+        nn.APL(3, rng=0)
+
+
+@pytest.mark.parametrize("call", [lambda x: F.max_pool2d(x, 2), lambda x: F.max_avg_pool2d(x, 2),
+                                  lambda x: nn.MaxPool2d(2)(x), lambda x: nn.MaxAvgPool2d(2)(x)],
+                         ids=["max_pool2d", "max_avg_pool2d", "MaxPool2d", "MaxAvgPool2d"])
+def test_max_pooling_of_an_empty_batch_on_the_reference_loops(call):
+    x = cl.tensor(np.zeros((0, 3, 4, 4), np.float32), requires_grad=True)
+    with backend.use_reference():
+        y = call(x)
+        y.sum().backward()
+    assert y.shape == (0, 3, 2, 2) and x.grad.shape == (0, 3, 4, 4)

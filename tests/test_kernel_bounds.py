@@ -12,7 +12,6 @@ kernel writes through, and index values outside the array they index.
 The CUDA kernels run on the CPU through the harness of kernels/host (``cnnlite.cuda.host``),
 so these tests need no GPU.
 """
-import shutil
 
 import numpy as np
 import pytest
@@ -22,15 +21,6 @@ from cnnlite.cuda import host
 from cnnlite.errors import OpError
 
 FAMILIES = {"reference": reference.KERNELS, "numba": cpu.KERNELS, "cuda": cuda.KERNELS}
-
-
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory):
-    """The CUDA kernels built for the CPU (one build shared with the other test modules)."""
-    compiler = host.compile_command()[0]
-    if shutil.which(compiler) is None:
-        pytest.skip(f"no {compiler} on the PATH to build the CUDA-on-CPU harness")
-    return host.HostKernels(host.build_once(tmp_path_factory.getbasetemp() / "cuda_on_cpu"))
 
 
 @pytest.fixture(params=list(FAMILIES))

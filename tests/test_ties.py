@@ -20,7 +20,6 @@ pooling, maxout and APL have one vectorised version for every device (adaptive m
 backward is the max pooling kernel of each family) and ground-truth loops in
 ``cnnlite.reference``: both are compared with PyTorch.
 """
-import shutil
 
 import numpy as np
 import pytest
@@ -40,15 +39,6 @@ def torch_on_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory):
-    """The CUDA kernels built for the CPU (one build shared with the other test modules)."""
-    compiler = host.compile_command()[0]
-    if shutil.which(compiler) is None:
-        pytest.skip(f"no {compiler} on the PATH to build the CUDA-on-CPU harness")
-    return host.HostKernels(host.build_once(tmp_path_factory.getbasetemp() / "cuda_on_cpu"))
 
 
 #: The pooling kernels the functional ops call; the "cuda" implementation swaps in the CUDA

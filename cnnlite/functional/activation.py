@@ -328,7 +328,7 @@ def rrelu(x: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3, training: b
     lower, upper = rrelu_arguments("rrelu", lower, upper)
     rng = random_generator("rrelu", rng)
     if not validate.boolean("rrelu", "training", training):
-        return LeakyReLU((lower + upper) / 2)(x)
+        return LeakyReLU((lower + upper) / 2).named("rrelu")(x)
     rng = _default_rng if rng is None else rng
     slopes = rng.uniform(lower, upper, size=np.shape(getattr(x, "data", x)))
     return RReLUTraining(slopes)(x)

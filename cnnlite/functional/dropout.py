@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlite import backend, validate
+from cnnlite import backend, dtypes, validate
 from cnnlite.autograd import Function
 from cnnlite.errors import ArgumentTypeError
 from cnnlite.tensor import Tensor, as_tensor
@@ -60,6 +60,8 @@ def dropout(x, p: float = 0.5, training: bool = True,
     x = as_tensor(x, op_name="dropout")
     p, training, rng = dropout_arguments("dropout", p, training, rng)
     if not training or p == 0:
+        # x is returned as it is, but only an x Dropout would take: the same dtype policy.
+        dtypes.prepare("dropout", Dropout.dtypes, [x.data])
         return x
     return Dropout(p, _default_rng if rng is None else rng)(x)
 

@@ -51,6 +51,15 @@ def _along_axes(kernel_name, arrays, axes):
     return xp.moveaxis(run(*merged, -1).reshape(moved[0].shape), ends, axes)
 
 
+def _softmax_axes(op_name, axis, ndim):
+    """``axis`` of softmax/log_softmax as a sorted tuple: one int axis (``validate.axis``), a
+    tuple of distinct axes, or None (every axis). A list (``axis=[0]``) is refused, as PyTorch
+    refuses it, rather than read as a tuple; a 0-d input takes axis 0 (or -1) as "itself"."""
+    if axis is not None and not isinstance(axis, tuple):
+        axis = validate.axis(op_name, axis, max(ndim, 1))
+    return normalize_axes(axis, ndim, op_name)
+
+
 class Softmax(Function):
     """y_i = e^(x_i) / sum_j e^(x_j) along ``axis``.
 
@@ -65,7 +74,7 @@ class Softmax(Function):
         self.axis = axis
 
     def forward(self, x):
-        self.axes = normalize_axes(self.axis, x.ndim, "softmax")
+        self.axes = _softmax_axes("softmax", self.axis, x.ndim)
         y = _along_axes("softmax_forward", [x], self.axes)
         self.save_for_backward(y)
         return y
@@ -88,7 +97,7 @@ class LogSoftmax(Function):
         self.axis = axis
 
     def forward(self, x):
-        self.axes = normalize_axes(self.axis, x.ndim, "log_softmax")
+        self.axes = _softmax_axes("log_softmax", self.axis, x.ndim)
         y = _along_axes("log_softmax_forward", [x], self.axes)
         self.save_for_backward(y)
         return y
@@ -276,4 +285,4 @@ def nll_loss(log_probs: Tensor, target, reduction: str = "mean") -> Tensor:
 def mse_loss(x: Tensor, y: Tensor, reduction: str = "mean") -> Tensor:
     """Mean squared error, mean((x - y)^2); x and y must have the same shape."""
     check_reduction("mse_loss", reduction)
-    return _reduce(SquaredError()(x, y), reduction)
+    return _reduce(SquaredError().named("mse_loss")(x, y), reduction)

@@ -5,11 +5,15 @@ over the axes along which it was broadcast (``sum_to``), so it has the input's s
 """
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 
-from cnnlite import backend, dtypes
+from cnnlite import backend, dtypes, validate
 from cnnlite.autograd import Function
-from cnnlite.errors import OpError
+from cnnlite.errors import ArgumentTypeError, OpError
+from cnnlite.tensor import as_tensor
 
 
 def sum_to(g, shape):
@@ -18,7 +22,11 @@ def sum_to(g, shape):
     ``shape`` (3, 1) broadcast to ``g.shape`` (2, 3, 4): sum axis 0 (added in front), then
     axis 2 with keepdims (it was 1), giving (3, 1) again.
     """
-    shape = tuple(shape)
+    if not hasattr(g, "shape"):  # a list from a user's call, not a gradient array
+        g = as_tensor(g, op_name="sum_to").data
+    if not hasattr(g, "dtype"):
+        g = np.asarray(g)
+    shape = _sum_to_shape(g, shape)
     if g.shape == shape:
         return g
     lead = g.ndim - len(shape)
@@ -26,6 +34,26 @@ def sum_to(g, shape):
                                       if n == 1 and g.shape[lead + i] != 1)
     g = g.sum(axis=axes, keepdims=True)
     return g.reshape(shape)
+
+
+def _sum_to_shape(g, shape):
+    """The target of ``sum_to`` checked against ``g`` (``sum_to`` is public, so a wrong shape
+    gets sum_to's name, not NumPy's reshape error): a tuple or list of ints >= 0 that
+    broadcasts to ``g.shape`` (not longer; each size equal to g's or 1). ``g`` must hold
+    numbers (bool, integers or floats)."""
+    if g.dtype.kind not in "biuf":
+        raise ArgumentTypeError(f"sum_to: g has dtype {g.dtype}; sum_to takes bool, integers "
+                                f"and floats")
+    if not isinstance(shape, (tuple, list)):
+        raise ArgumentTypeError(f"sum_to: shape must be a tuple of ints, got "
+                                f"{type(shape).__name__} {shape!r:.60}")
+    shape = tuple(validate.integer("sum_to", f"shape[{i}]", n, minimum=0)
+                  for i, n in enumerate(shape))
+    lead = g.ndim - len(shape)
+    if lead < 0 or any(n not in (1, m) for n, m in zip(shape, g.shape[lead:])):
+        raise OpError(f"sum_to: g of shape {tuple(g.shape)} cannot be summed to {shape}: "
+                      f"{shape} does not broadcast to {tuple(g.shape)}")
+    return shape
 
 
 class BroadcastBinary(Function):
@@ -116,8 +144,14 @@ class Pow(BroadcastBinary):
 
     def backward(self, gy):
         a, b, y = self.saved
+        # Derivatives in the result's float dtype: NumPy's log of an int8 base is float16
+        # (three digits), and b - 1 of an integer exponent may leave the integers. An integer
+        # result (int ** int) has no gradient to take, so it is left as it is.
+        if y.dtype.kind == "f":
+            a, b = a.astype(y.dtype, copy=False), b.astype(y.dtype, copy=False)
+        xp = backend.array_module(y)
         ga = gy * b * a ** (b - 1) if self.needs_input_grad[0] else gy
-        gb = gy * y * np.log(a) if self.needs_input_grad[1] else gy
+        gb = gy * y * xp.log(a) if self.needs_input_grad[1] else gy
         return self.reduce_grads(ga, gb)
 
 
@@ -387,18 +421,71 @@ def clip(x, low=None, high=None):
     """Limit ``x`` to ``[low, high]`` (either bound may be ``None``)."""
     if low is None and high is None:
         raise OpError("clip: give at least one of low and high")
-    return Clip(low, high)(x)
+    return Clip(_clip_bound("low", low), _clip_bound("high", high))(x)
+
+
+def _clip_bound(name, value):
+    """A bound of ``clip``: None or a real number (a Python float); infinities are fine (no
+    bound on that side), NaN is refused (every comparison with it is false, so the result
+    would be all NaN). A bool or a list ([1.0]) is a mistake, not a number."""
+    if value is None:
+        return None
+    if not isinstance(value, (numbers.Real, np.integer, np.floating)) or isinstance(
+            value, (bool, np.bool_)):
+        raise ArgumentTypeError(f"clip: {name} must be a real number or None, got "
+                                f"{type(value).__name__} {value!r:.60}")
+    if isinstance(value, (numbers.Integral, np.integer)):
+        return int(value)  # an int bound keeps an int tensor int
+    value = float(value)
+    if math.isnan(value):
+        raise OpError(f"clip: {name} must not be NaN (infinities are fine)")
+    return value
 
 
 def where(condition, a, b):
     """``a`` where ``condition`` is true, else ``b`` (broadcasting); no gradient to condition."""
+    return Where(_condition(condition))(a, b)
+
+
+def _condition(condition):
+    """The condition of ``where`` as a bool array. Bool is taken as it is; integers are read as
+    "non-zero" (NumPy's truth of a number), converted with ``!= 0``. Floats, complex numbers and
+    objects are refused: PyTorch wants bool, and whether 0.5 or NaN or 1j is "true" is a guess
+    better left to the caller (write ``where(x > 0, ...)``)."""
     condition = getattr(condition, "data", condition)
-    return Where(condition)(a, b)
+    if not hasattr(condition, "dtype"):
+        condition = np.asarray(condition)
+    if condition.dtype.kind == "b":
+        return condition
+    if condition.dtype.kind in "iu":
+        return condition != 0
+    raise ArgumentTypeError(f"where: condition must be bool (or integers, read as non-zero), "
+                            f"got dtype {condition.dtype} (shape {tuple(condition.shape)}); "
+                            f"compare first, e.g. where(x > 0, a, b)")
 
 
 def clone(x):
-    return Copy()(x)
+    return Copy().named("clone")(x)
 
 
 def astype(x, dtype):
-    return AsType(dtype)(x)
+    """``x`` converted to ``dtype`` (a NumPy dtype, its type or its name: ``"float32"``)."""
+    return AsType(_target_dtype(dtype))(x)
+
+
+def _target_dtype(dtype):
+    """The target of ``astype`` as a NumPy dtype: bool, an integer or a float (what cnnlite
+    computes on). ``None`` is refused, not read as NumPy's default float64; complex, object and
+    string targets are refused here, by astype's name, rather than failing later in NumPy or in
+    the gradient machinery."""
+    if dtype is None:
+        raise ArgumentTypeError("astype: dtype must be a dtype (e.g. 'float32'), got None")
+    try:
+        target = np.dtype(dtype)
+    except TypeError:
+        raise ArgumentTypeError(f"astype: dtype {dtype!r:.60} is not a dtype (give e.g. "
+                                f"'float32' or np.int64)") from None
+    if target.kind not in "biuf":
+        raise ArgumentTypeError(f"astype: cannot convert to {target}; the target must be bool, "
+                                f"an integer or a floating dtype")
+    return target

@@ -12,7 +12,7 @@ import numpy as np
 
 from cnnlite import backend, validate
 from cnnlite.autograd import Function, no_grad
-from cnnlite.errors import OpError
+from cnnlite.errors import ArgumentTypeError, OpError
 from cnnlite.functional.math import add, mul
 from cnnlite.functional.shape import reshape
 from cnnlite.tensor import Tensor, as_tensor
@@ -103,6 +103,24 @@ def _check_channel_vector(name, value, x_shape):
                       f"{x_shape}, got {name} {tuple(np.shape(_raw(value)))}")
 
 
+def _check_running(name, value):
+    """A running statistic must be a float32 or float64 array or Tensor: it is averaged in
+    place, and an integer or bool array would truncate every update (a running_var of ones
+    becomes 0 after one step), a complex or object one would not hold a real average. A list
+    is refused too, not converted: training could not update it in place, and a statistic
+    that silently stays as it was is worse than an error."""
+    if value is None:
+        return
+    raw = _raw(value)
+    dtype = getattr(raw, "dtype", None)
+    if dtype is None:
+        raise ArgumentTypeError(f"batch_norm: {name} must be a float32 or float64 array or "
+                                f"Tensor (it is updated in place), got {type(value).__name__}")
+    if dtype not in (np.float32, np.float64):
+        raise ArgumentTypeError(f"batch_norm: {name} has dtype {dtype}; running statistics "
+                                f"must be float32 or float64 (they are averaged in place)")
+
+
 def _update_running(running, batch_value, momentum):
     """running <- (1 - momentum) * running + momentum * batch_value, in place."""
     if running is None:
@@ -171,6 +189,8 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training: b
     for name, value in (("running_mean", running_mean), ("running_var", running_var),
                         ("weight", weight), ("bias", bias)):
         _check_channel_vector(name, value, shape)
+    _check_running("running_mean", running_mean)
+    _check_running("running_var", running_var)
     if (running_mean is None) != (running_var is None):
         raise OpError(f"batch_norm: give both running_mean and running_var or neither, for x "
                       f"{shape}")

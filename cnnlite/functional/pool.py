@@ -26,6 +26,7 @@ from cnnlite.autograd import Function
 from cnnlite.errors import ArgumentTypeError, OpError
 from cnnlite.functional.dropout import random_generator
 from cnnlite.functional.shape import concat, reshape
+from cnnlite.tensor import as_tensor
 
 __all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
            "global_avg_pool2d", "stochastic_pool2d", "max_avg_pool2d",
@@ -203,11 +204,12 @@ class AdaptiveAvgPool2d(Function):
         self.output_size = output_size
 
     def forward(self, x):
-        oh, ow = _adaptive_output_size("adaptive_avg_pool2d", x.shape, self.output_size)
+        op = self.op_name or "adaptive_avg_pool2d"  # spatial_pyramid_pool2d names itself
+        oh, ow = _adaptive_output_size(op, x.shape, self.output_size)
         self.bins = adaptive_bins(x.shape[2], oh), adaptive_bins(x.shape[3], ow)
         self.x_shape = x.shape
         xp = backend.array_module(x)
-        memory.check_allocation("adaptive_avg_pool2d", "output", x.shape[:2] + (oh, ow),
+        memory.check_allocation(op, "output", x.shape[:2] + (oh, ow),
                                 x.dtype, xp=xp)
         y = xp.empty(x.shape[:2] + (oh, ow), dtype=x.dtype)
         for i, (h0, h1) in enumerate(self.bins[0]):
@@ -234,10 +236,11 @@ class AdaptiveMaxPool2d(Function):
         self.output_size = output_size
 
     def forward(self, x):
-        oh, ow = _adaptive_output_size("adaptive_max_pool2d", x.shape, self.output_size)
+        op = self.op_name or "adaptive_max_pool2d"  # spatial_pyramid_pool2d names itself
+        oh, ow = _adaptive_output_size(op, x.shape, self.output_size)
         xp = backend.array_module(x)
         n, c, h, w = x.shape
-        memory.check_allocation("adaptive_max_pool2d", "output and argmax", (n, c, oh, ow),
+        memory.check_allocation(op, "output and argmax", (n, c, oh, ow),
                                 x.dtype, np.int32, xp=xp)
         y = xp.empty((n, c, oh, ow), dtype=x.dtype)
         argmax = xp.empty((n, c, oh, ow), dtype=np.int32)
@@ -382,7 +385,8 @@ def stochastic_pool2d(x, kernel_size, stride=None, training: bool = True, rng=No
     if training:
         rng = _default_rng if rng is None else rng
         return StochasticPool2d(kernel_size, stride, ceil_mode, rng)(x)
-    return ProbabilityWeightedPool2d(kernel_size, stride, ceil_mode)(x)
+    expected = ProbabilityWeightedPool2d(kernel_size, stride, ceil_mode)
+    return expected.named("stochastic_pool2d")(x)
 
 
 def max_avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = False):
@@ -392,9 +396,11 @@ def max_avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode: bool = Fal
     x: (N, C, H, W) -> (N, C, OH, OW)
     """
     # Checked here too, so that a bad call names this op, not the max_pool2d inside it.
+    x = as_tensor(x, op_name="max_avg_pool2d")
     pool_window("max_avg_pool2d", x.shape, kernel_size, stride, padding, ceil_mode)
-    return (max_pool2d(x, kernel_size, stride, padding, ceil_mode)
-            + avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad=True))
+    largest = MaxPool2d(kernel_size, stride, padding, ceil_mode).named("max_avg_pool2d")(x)
+    mean = AvgPool2d(kernel_size, stride, padding, ceil_mode, True).named("max_avg_pool2d")(x)
+    return largest + mean
 
 
 def spatial_pyramid_pool2d(x, levels=(1, 2, 4), mode: str = "max"):
@@ -407,8 +413,9 @@ def spatial_pyramid_pool2d(x, levels=(1, 2, 4), mode: str = "max"):
     does not: for H = 7, n = 4 it gives 6 windows.
     """
     # Checked here, so that a bad call names this op, not the adaptive pooling inside it.
+    x = as_tensor(x, op_name="spatial_pyramid_pool2d")
     _check_input("spatial_pyramid_pool2d", x.shape)
     sizes, mode = pyramid_arguments("spatial_pyramid_pool2d", levels, mode)
-    pool = adaptive_max_pool2d if mode == "max" else adaptive_avg_pool2d
-    pooled = [pool(x, n) for n in sizes]
+    pool = AdaptiveMaxPool2d if mode == "max" else AdaptiveAvgPool2d
+    pooled = [pool(n).named("spatial_pyramid_pool2d")(x) for n in sizes]
     return concat([reshape(p, (p.shape[0], math.prod(p.shape[1:]))) for p in pooled], axis=1)

@@ -7,6 +7,8 @@ into the concatenated pieces, crop away the padding.
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from cnnlite import backend, dtypes, validate
@@ -105,7 +107,7 @@ class GetItem(Function):
     dtypes = dtypes.NUMERIC
 
     def __init__(self, index):
-        self.index = index
+        self.index = _checked_index(index)
 
     def forward(self, x):
         self.x_shape, self.x_dtype = x.shape, x.dtype
@@ -115,6 +117,44 @@ class GetItem(Function):
         gx = backend.array_module(gy).zeros(self.x_shape, dtype=gy.dtype)
         backend.add_at(gx, self.index, gy)
         return gx
+
+
+def _index_part_error(part, why):
+    return ArgumentTypeError(f"getitem: {why}, got {type(part).__name__} {part!r:.60}; an index "
+                             f"is made of ints, slices of ints, None, ..., and bool or integer "
+                             f"arrays")
+
+
+def _checked_part(part):
+    """One part of an index, checked (a list as an array): its kind only; NumPy checks the
+    ranges, and their errors get getitem's name in ``Function.apply``."""
+    if part is None or part is Ellipsis or isinstance(part, (numbers.Integral, np.integer,
+                                                             np.bool_)):
+        return part  # a bool (True/False) is NumPy's 0-d mask, as in PyTorch
+    if isinstance(part, slice):
+        for bound in (part.start, part.stop, part.step):
+            if bound is not None and not validate.is_integer(bound):
+                raise _index_part_error(part, "slice bounds must be ints or None")
+        return part
+    if isinstance(part, list):
+        part = np.asarray(part)
+        if part.size == 0:
+            part = part.astype(np.intp)  # [] selects nothing (NumPy would read it as float)
+    kind = getattr(getattr(part, "dtype", None), "kind", None)
+    if kind is None:
+        raise _index_part_error(part, "not an index")
+    if kind not in "biu":
+        raise _index_part_error(part, f"index arrays must be bool or integer, not {part.dtype}")
+    return part
+
+
+def _checked_index(index):
+    """The index of ``getitem`` with each part checked (a tuple part by part): a float slice
+    bound or a float array would otherwise fail inside NumPy with a TypeError that does not
+    say which op it came from."""
+    if isinstance(index, tuple):
+        return tuple(_checked_part(part) for part in index)
+    return _checked_part(index)
 
 
 class Concat(Function):
@@ -206,12 +246,17 @@ class Pad(Function):
         return gy[self.crop]
 
 
-def _tensor(x):
-    return x if isinstance(x, Tensor) else as_tensor(x)
+def _tensor(x, op_name="tensor"):
+    return x if isinstance(x, Tensor) else as_tensor(x, op_name=op_name)
 
 
 def reshape(x, *shape):
     return Reshape(_target_shape("reshape", _shape_arg(shape)))(x)
+
+
+def _reshaped(op_name, x, shape):
+    """``x`` reshaped by the op ``op_name`` (flatten, squeeze, ...): its errors name that op."""
+    return Reshape(shape).named(op_name)(x)
 
 
 def transpose(x, *axes):
@@ -221,7 +266,8 @@ def transpose(x, *axes):
 def flatten(x, start_axis=0, end_axis=-1):
     """Merge axes ``start_axis..end_axis`` into one (all of them by default); a 0-d tensor
     becomes (1,), as in PyTorch."""
-    shape = _tensor(x).shape
+    x = _tensor(x, "flatten")
+    shape = x.shape
     ndim = max(len(shape), 1)
     start = validate.axis("flatten", start_axis, ndim, "start_axis")
     end = validate.axis("flatten", end_axis, ndim, "end_axis")
@@ -229,39 +275,44 @@ def flatten(x, start_axis=0, end_axis=-1):
         raise OpError(f"flatten: start_axis {start_axis} comes after end_axis {end_axis} for a "
                       f"tensor of shape {shape}")
     merged = int(np.prod(shape[start:end + 1]))
-    return reshape(x, shape[:start] + (merged,) + shape[end + 1:])
+    return _reshaped("flatten", x, shape[:start] + (merged,) + shape[end + 1:])
 
 
 def broadcast_to(x, *shape):
     return BroadcastTo(_target_shape("broadcast_to", _shape_arg(shape)))(x)
 
 
-expand = broadcast_to
+def expand(x, *shape):
+    """``broadcast_to`` under PyTorch's name; its errors name ``expand``."""
+    return BroadcastTo(_target_shape("expand", _shape_arg(shape))).named("expand")(x)
 
 
 def squeeze(x, axis=None):
     """Drop axes of length 1 (all of them, or the ones named)."""
-    shape = _tensor(x).shape
+    x = _tensor(x, "squeeze")
+    shape = x.shape
     axes = [i for i, n in enumerate(shape) if n == 1] if axis is None else \
         validate.axes("squeeze", axis, len(shape))
     for a in axes:
         if shape[a] != 1:
             raise OpError(f"squeeze: axis {a} of shape {shape} has length {shape[a]}, not 1")
-    return reshape(x, tuple(n for i, n in enumerate(shape) if i not in axes))
+    return _reshaped("squeeze", x, tuple(n for i, n in enumerate(shape) if i not in axes))
 
 
 def unsqueeze(x, axis):
     """Insert an axis of length 1 at position ``axis``."""
-    shape = list(_tensor(x).shape)
+    x = _tensor(x, "unsqueeze")
+    shape = list(x.shape)
     shape.insert(validate.axis("unsqueeze", axis, len(shape) + 1), 1)
-    return reshape(x, tuple(shape))
+    return _reshaped("unsqueeze", x, tuple(shape))
 
 
 def getitem(x, index):
+    # Only Tensors are unwrapped: an ndarray's ``.data`` is its raw memoryview.
     if isinstance(index, tuple):
-        index = tuple(getattr(i, "data", i) for i in index)
-    else:
-        index = getattr(index, "data", index)
+        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    elif isinstance(index, Tensor):
+        index = index.data
     return GetItem(index)(x)
 
 
@@ -276,13 +327,14 @@ def stack(tensors, axis=0):
     """Join tensors of one shape along a new axis."""
     if len(tensors) == 0:
         raise OpError("stack: needs at least one tensor")
-    tensors = [as_tensor(t, like=tensors[0] if isinstance(tensors[0], Tensor) else None)
-               for t in tensors]
+    tensors = [as_tensor(t, like=tensors[0] if isinstance(tensors[0], Tensor) else None,
+                         op_name="stack") for t in tensors]
     shapes = {t.shape for t in tensors}
     if len(shapes) > 1:
         raise OpError(f"stack: all tensors must have the same shape, got {sorted(shapes)}")
     axis = validate.axis("stack", axis, tensors[0].ndim + 1)
-    return concat([unsqueeze(t, axis) for t in tensors], axis=axis)
+    grown = [_reshaped("stack", t, t.shape[:axis] + (1,) + t.shape[axis:]) for t in tensors]
+    return Concat(axis).named("stack")(*grown)
 
 
 def split(x, indices_or_sections, axis=0):
@@ -292,4 +344,15 @@ def split(x, indices_or_sections, axis=0):
 
 def pad(x, pad_width, value=0.0):
     """Pad with a constant, ``pad_width`` as in ``numpy.pad``: ((before, after), ...)."""
-    return Pad(pad_width, value)(x)
+    return Pad(pad_width, _pad_value(value))(x)
+
+
+def _pad_value(value):
+    """The fill value of ``pad``: a real number (not a bool). Infinities and NaN are taken, as
+    PyTorch's constant pad takes them (a -inf border is how max pooling pads); a string ("7"
+    would pad with 7.0), a complex number, None or a list is refused."""
+    if not isinstance(value, (numbers.Real, np.integer, np.floating)) or isinstance(
+            value, (bool, np.bool_)):
+        raise ArgumentTypeError(f"pad: value must be a real number, got "
+                                f"{type(value).__name__} {value!r:.60}")
+    return value

@@ -77,6 +77,7 @@ class PReLU(Module):
         self.weight = Parameter(np.full(self.num_parameters, init, dtype=np.float32))
 
     def forward(self, x):
+        x = self.as_input(x)
         if self.num_parameters != 1 and (x.ndim < 2 or x.shape[1] != self.num_parameters):
             raise self.input_error(f"(N, {self.num_parameters}, ...)", x)
         return F.prelu(x, self.weight)
@@ -160,6 +161,7 @@ class Maxout(Module):
         self.pieces = validate.integer("Maxout", "pieces", pieces, minimum=1)
 
     def forward(self, x):
+        x = self.as_input(x)
         if x.ndim < 2 or x.shape[1] % self.pieces:
             raise self.input_error(f"(N, C, ...) with C divisible by {self.pieces}", x)
         return F.maxout(x, self.pieces)
@@ -190,6 +192,7 @@ class APL(Module):
             num_channels = validate.integer("APL", "num_channels", num_channels, minimum=1)
         self.num_channels = num_channels
         self.hinges = validate.integer("APL", "hinges", hinges, minimum=1)
+        rng = random_generator("APL", rng)  # checked here, so the error names APL, not init
         shape = (hinges,) if num_channels is None else (hinges, num_channels)
         self.a = Parameter(np.empty(shape, dtype=np.float32))
         self.b = Parameter(np.empty(shape, dtype=np.float32))
@@ -197,6 +200,7 @@ class APL(Module):
         init.normal_(self.b, 0.0, 0.5, rng=rng)
 
     def forward(self, x):
+        x = self.as_input(x)
         if self.num_channels is not None and (x.ndim < 2 or x.shape[1] != self.num_channels):
             raise self.input_error(f"(N, {self.num_channels}, ...)", x)
         return F.apl(x, self.a, self.b)

@@ -28,6 +28,7 @@ class Flatten(Module):
                                          maximum=None)
 
     def forward(self, x):
+        x = self.as_input(x)
         n = x.ndim
         in_range = all(-n <= axis < n for axis in (self.start_axis, self.end_axis))
         if not in_range or self.start_axis % n > self.end_axis % n:

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from cnnlite import functional as F, validate
+from cnnlite import functional as F, memory, validate
 from cnnlite.errors import OpError
 from cnnlite.functional.conv import conv_arguments
 from cnnlite.nn import init
@@ -67,6 +67,8 @@ class Conv2d(Module):
         bias = validate.boolean(name, "bias", bias)
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         shape = (out_channels, in_channels // groups, *self.kernel_size)
+        # Checked first, so that a too large layer names itself, not NumPy's MemoryError.
+        memory.check_allocation(name, "weight", shape, np.float32)
         self.weight = Parameter(np.empty(shape, dtype=np.float32))
         self.bias = Parameter(np.empty(out_channels, dtype=np.float32)) if bias else None
         self.reset_parameters()
@@ -75,6 +77,7 @@ class Conv2d(Module):
         _reset_weight_and_bias(self.weight, self.bias, rng)
 
     def forward(self, x):
+        x = self.as_input(x)
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise self.input_error(f"(N, {self.in_channels}, H, W)", x)
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
@@ -114,6 +117,9 @@ class Linear(Module):
         self.in_features = validate.integer("Linear", "in_features", in_features, minimum=1)
         self.out_features = validate.integer("Linear", "out_features", out_features, minimum=1)
         bias = validate.boolean(self.describe(), "bias", bias)
+        # Checked first, so that a too large layer names itself, not NumPy's MemoryError.
+        memory.check_allocation(self.describe(), "weight", (out_features, in_features),
+                                np.float32)
         self.weight = Parameter(np.empty((out_features, in_features), dtype=np.float32))
         self.bias = Parameter(np.empty(out_features, dtype=np.float32)) if bias else None
         self.reset_parameters()
@@ -122,6 +128,7 @@ class Linear(Module):
         _reset_weight_and_bias(self.weight, self.bias, rng)
 
     def forward(self, x):
+        x = self.as_input(x)
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise self.input_error(f"(N, {self.in_features})", x)
         return F.linear(x, self.weight, self.bias)

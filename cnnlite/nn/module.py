@@ -30,7 +30,7 @@ from cnnlite import backend
 from cnnlite.errors import ArgumentTypeError, OpError
 from cnnlite.nn.parameter import Parameter
 from cnnlite.nn.state_dict import LoadReport, load_into
-from cnnlite.tensor import Tensor, _as_array
+from cnnlite.tensor import Tensor, _as_array, as_tensor
 from cnnlite.validate import boolean
 
 
@@ -366,6 +366,11 @@ class Module:
     def describe(self) -> str:
         """The short name that error messages start with, e.g. ``MaxPool2d(k=3, s=2)``."""
         return f"{type(self).__name__}({self.extra_repr()})"
+
+    def as_input(self, x) -> Tensor:
+        """``x`` as a Tensor (a user may pass a list or an array), errors naming this layer:
+        the layers read ``x.ndim`` and ``x.shape`` in their checks before any op converts it."""
+        return as_tensor(x, op_name=self.describe())
 
     def input_error(self, expected: str, x) -> OpError:
         """An OpError naming this layer, what it expects and the shape it got."""

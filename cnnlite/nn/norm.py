@@ -98,6 +98,7 @@ class BatchNorm1d(_BatchNorm):
     """Batch normalisation of vectors (N, C) or sequences (N, C, L); see ``_BatchNorm``."""
 
     def check(self, x):
+        x = self.as_input(x)
         if x.ndim not in (2, 3) or x.shape[1] != self.num_features:
             raise self.input_error(f"(N, {self.num_features}) or (N, {self.num_features}, L)", x)
 
@@ -107,6 +108,7 @@ class BatchNorm2d(_BatchNorm):
     channel; see ``_BatchNorm``."""
 
     def check(self, x):
+        x = self.as_input(x)
         if x.ndim != 4 or x.shape[1] != self.num_features:
             raise self.input_error(f"(N, {self.num_features}, H, W)", x)
 
@@ -128,6 +130,7 @@ class LocalResponseNorm(Module):
             "LocalResponseNorm", size, alpha, beta, k, alpha_over_size)
 
     def forward(self, x):
+        x = self.as_input(x)
         if x.ndim < 3:
             raise self.input_error("(N, C, H, W)", x)
         return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k,

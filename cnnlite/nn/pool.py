@@ -30,6 +30,7 @@ class _Pool2d(Module):
         self.padding, self.ceil_mode = padding, ceil_mode
 
     def check(self, x):
+        x = self.as_input(x)
         if x.ndim != 4:
             raise self.input_error("(N, C, H, W)", x)
 
@@ -99,6 +100,7 @@ class _AdaptivePool2d(Module):
         self.output_size = output_size
 
     def forward(self, x):
+        x = self.as_input(x)
         if x.ndim != 4:
             raise self.input_error("(N, C, H, W)", x)
         return self.pool(x, self.output_size)
@@ -123,6 +125,7 @@ class GlobalAvgPool2d(Module):
     """Mean of each whole feature map: (N, C, H, W) -> (N, C, 1, 1) (Network in Network)."""
 
     def forward(self, x):
+        x = self.as_input(x)
         if x.ndim != 4:
             raise self.input_error("(N, C, H, W)", x)
         return F.global_avg_pool2d(x)
@@ -137,6 +140,7 @@ class SpatialPyramidPool2d(Module):
         self.levels, self.mode = pyramid_arguments("SpatialPyramidPool2d", levels, mode)
 
     def forward(self, x):
+        x = self.as_input(x)
         if x.ndim != 4:
             raise self.input_error("(N, C, H, W)", x)
         return F.spatial_pyramid_pool2d(x, self.levels, self.mode)

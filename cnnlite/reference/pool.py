@@ -62,7 +62,8 @@ def max_pool2d_forward(x, kernel_size, stride, padding, output_size):
         h0, h1 = input_window(i, stride[0], padding[0], kernel_size[0], h)
         for j in range(ow):
             w0, w1 = input_window(j, stride[1], padding[1], kernel_size[1], w)
-            patch = x[:, :, h0:h1, w0:w1].reshape(n, c, -1)
+            # The window size, not -1: reshape cannot infer -1 from an empty batch (N = 0).
+            patch = x[:, :, h0:h1, w0:w1].reshape(n, c, (h1 - h0) * (w1 - w0))
             k = patch.argmax(axis=2)
             y[:, :, i, j] = np.take_along_axis(patch, k[..., None], axis=2)[..., 0]
             argmax[:, :, i, j] = (h0 + k // (w1 - w0)) * w + (w0 + k % (w1 - w0))
