@@ -71,14 +71,23 @@ __global__ void max_pool2d_forward(const T* x, T* y, int* argmax, long long P,
 // window too. This kernel knows only the picks, not the windows, so it cannot gather; it
 // scatters, and overlapping windows that picked the same element add with atomicAdd.
 //
+// argmax comes from the caller, and an index outside the plane would write outside gx: such an
+// index is skipped and counted in *outside, which the launcher reads and reports. One compare
+// per element, where a separate pass over argmax would read it again.
+//
 // Thread mapping: one thread per output element t in [0, P*OH*OW), adding into plane
 // p = t / (OH*OW) of gx (zeroed by the launcher). Grid-stride loop over t.
 template <typename T>
-__global__ void max_pool2d_backward(const T* gy, const int* argmax, T* gx, long long P,
-                                    long long H, long long W, long long OH, long long OW) {
+__global__ void max_pool2d_backward(const T* gy, const int* argmax, T* gx,
+                                    unsigned long long* outside, long long P, long long H,
+                                    long long W, long long OH, long long OW) {
     for (long long t = first_index(); t < P * OH * OW; t += grid_stride()) {
         const long long p = t / (OH * OW);
-        atomicAdd(&gx[p * H * W + argmax[t]], gy[t]);
+        const long long index = argmax[t];
+        if (0 <= index && index < H * W)
+            atomicAdd(&gx[p * H * W + index], gy[t]);
+        else
+            atomicAdd(outside, 1ULL);
     }
 }
 
