@@ -1139,6 +1139,18 @@ def _input_expectation(spec, inp, label, numeric):
     return SAME
 
 
+def change_arguments(args: dict, kind: str, change) -> str:
+    """Apply an "arg" change (name, value, expectation) or a "call" change (overrides,
+    expectation) to a call's arguments in place; the change's expectation."""
+    if kind == "arg":
+        name, value, expectation = change
+        args[name] = value
+    else:
+        overrides, expectation = change
+        args.update(overrides)
+    return expectation
+
+
 def prepare_op_case(spec, case, numeric, layer=False):
     """The changed call of an op or layer case and its reference: (expectation, values, wraps,
     args, a function that runs the reference call)."""
@@ -1151,12 +1163,8 @@ def prepare_op_case(spec, case, numeric, layer=False):
     args = {name: arg.value for name, arg in spec.args.items()}
     reference_args = dict(args)
     kind, *change = case["change"]
-    if kind == "arg":
-        name, value, expectation = change
-        args[name] = value
-    elif kind == "call":
-        overrides, expectation = change
-        args.update(overrides)
+    if kind in ("arg", "call"):
+        expectation = change_arguments(args, kind, change)
     elif kind == "memory":
         args.update(spec.memory[change[0]](RAM_BYTES))
         expectation = BAD
@@ -1266,12 +1274,8 @@ def run_optimizer_case(spec, case):
     args = {name: arg.value for name, arg in spec.args.items()}
     reference_args, params_form = dict(args), None
     kind, *change = case["change"]
-    if kind == "arg":
-        name, value, expectation = change
-        args[name] = value
-    elif kind == "call":
-        overrides, expectation = change
-        args.update(overrides)
+    if kind in ("arg", "call"):
+        expectation = change_arguments(args, kind, change)
     elif kind == "grad":
         (label,) = change
         expectation = GRAD_CHANGES[label]
