@@ -28,6 +28,9 @@ setup(
         "scikit-learn>=1.3",
         # Decoding PNG/JPEG files for ImageFolder: a codec is not what this project teaches.
         "pillow>=10",
+        # Weights in the format PyTorch/torchvision publish them, read and written without
+        # pickle (cnnlite.io): a weights file can never run code.
+        "safetensors>=0.4",
         # Limits BLAS threads alongside numba's (cnnlite.backend.cpu_threads).
         "threadpoolctl>=3",
         # numba runs its parallel loops on TBB's workers when TBB is installed. Its default

@@ -12,21 +12,22 @@ from cnnlite import tbb
 tbb.preload()  # before anything can start numba's threads: see cnnlite/tbb.py
 
 from cnnlite.tensor import Tensor, tensor  # noqa: E402  (it gives Tensor its operators)
-from cnnlite import backend, cuda, data, functional, models, nn, optim, train  # noqa: E402
+from cnnlite import backend, cuda, data, functional, io, models, nn, optim, train  # noqa: E402
 from cnnlite.autograd import Function, enable_grad, is_grad_enabled, no_grad
 from cnnlite.backend import DeviceError
 from cnnlite.errors import OpError
 from cnnlite.functional import (abs, clip, concat, exp, log, matmul, maximum, pad, split,
                                 sqrt, stack, where)
+from cnnlite.summary import summary
 from cnnlite.testing import GradcheckError, gradcheck
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Tensor", "tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled",
-    "gradcheck", "GradcheckError", "OpError", "DeviceError",
+    "gradcheck", "GradcheckError", "OpError", "DeviceError", "summary",
     "abs", "clip", "concat", "exp", "log", "matmul", "maximum", "pad", "split", "sqrt", "stack",
     "where",
-    "autograd", "backend", "cuda", "data", "functional", "models", "nn", "optim", "testing",
+    "autograd", "backend", "cuda", "data", "functional", "io", "models", "nn", "optim", "testing",
     "train",
 ]

@@ -27,6 +27,9 @@ from cnnlite import backend, dtypes
 
 _grad_enabled = True
 
+#: While ``cnnlite.summary`` walks a model: the tracer that sees every op (see ``tracing``).
+_tracer = None
+
 
 def is_grad_enabled() -> bool:
     return _grad_enabled
@@ -51,6 +54,23 @@ def no_grad():
 def enable_grad():
     """Context manager: turn graph building back on inside a ``no_grad`` block."""
     return _grad_mode(True)
+
+
+@contextlib.contextmanager
+def tracing(tracer):
+    """Show every op to ``tracer`` while the block runs (how ``cnnlite.summary`` counts).
+
+    ``tracer.forward(function, arrays)`` computes the op's outputs in place of
+    ``function.forward(*arrays)`` (a summary makes placeholder outputs of the right shape for
+    the convolutions instead of computing them); ``tracer.record(function, inputs, outputs)``
+    then sees the op with its input and output Tensors.
+    """
+    global _tracer
+    previous, _tracer = _tracer, tracer
+    try:
+        yield tracer
+    finally:
+        _tracer = previous
 
 
 def _shapes(arrays) -> str:
@@ -136,7 +156,7 @@ class Function:
         xs = dtypes.prepare(self.name, self.dtypes, [t.data for t in tensors])
         self.needs_input_grad = tuple(_grad_enabled and t.requires_grad for t in tensors)
         try:
-            ys = self.forward(*xs)
+            ys = self.forward(*xs) if _tracer is None else _tracer.forward(self, xs)
         except (ValueError, IndexError) as error:
             # An error from deep inside NumPy gets the op's name and the input shapes; our own
             # checks already say both, so they pass through unchanged.
@@ -168,6 +188,8 @@ class Function:
             self._record_saved_versions(tensors + outputs)
         else:
             self.saved = None
+        if _tracer is not None:
+            _tracer.record(self, tensors, outputs)
         return outputs[0] if single else tuple(outputs)
 
     def _record_saved_versions(self, tensors):

@@ -4,6 +4,8 @@
     cnnlite train --model lenet5 --dataset mnist --data-root data --epochs 5 --lr 0.05
     cnnlite train ... --resume runs/train/checkpoint.npz --epochs 10   # continue exactly
     cnnlite models                  # the architectures get_model knows
+    cnnlite models --compare        # their parameters and multiply-adds beside the published ones
+    cnnlite summary resnet50        # per-layer table: shapes, parameters, MACs, receptive fields
     cnnlite info                    # versions, threading layer, BLAS, CPU, GPU: for bug reports
 
 Every run writes into its ``--out`` folder: ``checkpoint.npz`` (after every epoch; see
@@ -273,10 +275,57 @@ def build_parser() -> argparse.ArgumentParser:
                        help="name the first layer whose output becomes NaN/inf")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    commands.add_parser("models", help="list the models get_model knows")
+    models_command = commands.add_parser(
+        "models", help="list the models get_model knows; --compare: their counts beside the "
+                       "published figures")
+    models_command.add_argument("names", nargs="*", metavar="MODEL",
+                                help="only these models (default: all)")
+    models_command.add_argument("--compare", action="store_true",
+                                help="parameters and multiply-adds counted by cnnlite beside "
+                                     "the reference figures, and the published accuracy")
+    summary = commands.add_parser("summary", help="per-layer table of a model: output shapes, "
+                                                  "parameters, multiply-adds, receptive fields")
+    summary.add_argument("model", metavar="MODEL")
+    summary.add_argument("--input", default=None, metavar="C,H,W",
+                         help="input shape (default: 3 channels at the model's own size)")
     commands.add_parser("info", help="versions, threading layer, BLAS, CPU and GPU of this "
                                      "installation (paste it into a bug report)")
     return parser
+
+
+def _input_shape(text: str | None, model: str) -> tuple:
+    """``--input C,H,W`` as a tuple; default: the input the model was built for."""
+    if text is None:
+        built_for = models.entry(model)
+        return (built_for.in_channels, *built_for.input_size)
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise OpError(f"--input: expected three positive sizes C,H,W such as 3,224,224, got "
+                      f"{text!r}")
+    return shape
+
+
+def model_summary(model: str, input_text: str | None) -> str:
+    """The text of ``cnnlite summary MODEL``."""
+    from cnnlite.summary import summary
+
+    net = models.get_model(model)
+    return str(summary(net, _input_shape(input_text, model)))
+
+
+def model_list(names: list, compare: bool) -> str:
+    """The text of ``cnnlite models``: the names, or with ``--compare`` the counts table."""
+    from cnnlite.models.counts import compare_counts, format_comparison
+
+    for name in names:
+        models.entry(name)  # an unknown name fails here, with the close names
+    if not compare:
+        return "\n".join(names or models.list_models())
+    known = [name for name in names or models.list_models() if name in models.REFERENCES]
+    return format_comparison(compare_counts(known))
 
 
 # What each numeric option must be, checked by cnnlite.validate before anything is loaded:
@@ -305,7 +354,7 @@ def check_options(args: argparse.Namespace) -> None:
 # The errors a user can cause (bad options, missing or damaged files, a GPU that is not there,
 # a diverging run, a batch too large for memory): reported in one line, exit status 2.
 USER_ERRORS = (CheckpointError, AnomalyError, DeviceError, OpError, DataFileError,
-               StateDictError, OSError, MemoryError)
+               StateDictError, OSError, MemoryError, models.UnknownModelError)
 
 
 def _one_line(error: BaseException) -> str:
@@ -337,8 +386,10 @@ def main(argv=None) -> int:
                          threads=args.threads)
         elif args.command == "info":
             print(format_report())
+        elif args.command == "summary":
+            print(model_summary(args.model, args.input))
         else:
-            print("\n".join(models.list_models()))
+            print(model_list(args.names, args.compare))
     except USER_ERRORS as error:
         hint = (" (on the command line: --download)"
                 if isinstance(error, FileNotFoundError) and "download=True" in str(error) else "")

@@ -496,3 +496,49 @@ def test_all_activations_are_exported():
 def test_softplus_rejects_a_non_positive_beta():
     with pytest.raises(cl.OpError, match=r"softplus: beta must be > 0\.0, got 0"):
         F.softplus(cl.tensor([1.0]), beta=0)
+
+
+# The mobile networks' activations: piecewise linear with kinks away from zero, so they are
+# checked over [-8, 8] (every piece) with the inputs kept away from each kink.
+MOBILE = {
+    "relu6": (F.relu6, TF.relu6, (0.0, 6.0)),
+    "hardsigmoid": (F.hardsigmoid, TF.hardsigmoid, (-3.0, 3.0)),
+    "hardswish": (F.hardswish, TF.hardswish, (-3.0, 3.0)),
+    "silu": (F.silu, TF.silu, ()),
+}
+
+
+def mobile_input(data, kinks):
+    x = data.draw(arrays(data.draw(shapes(max_dims=4, max_side=4)), low=-8.0, high=8.0))
+    assume(all(np.all(np.abs(x - kink) > 0.05) for kink in kinks))
+    return x
+
+
+@pytest.mark.parametrize("name", MOBILE)
+@given(data=st.data())
+def test_mobile_activation_gradcheck(name, data):
+    op, _, kinks = MOBILE[name]
+    cl.gradcheck(op, tensors_from([mobile_input(data, kinks)]))
+
+
+@pytest.mark.parametrize("name", MOBILE)
+@given(data=st.data())
+def test_mobile_activation_matches_torch(name, data):
+    op, torch_op, kinks = MOBILE[name]
+    assert_matches_torch(op, torch_op, [mobile_input(data, kinks)])
+
+
+@pytest.mark.parametrize("name", ["relu6", "hardsigmoid", "hardswish"])
+def test_mobile_activation_gradient_at_kinks_is_torchs(name):
+    """At the kinks the derivative is one-sided; the side chosen is PyTorch's."""
+    op, torch_op, kinks = MOBILE[name]
+    x = np.array(kinks + tuple(k + d for k in kinks for d in (-1e-3, 1e-3)))
+    assert_matches_torch(op, torch_op, [x])
+
+
+@pytest.mark.parametrize("layer, name", [(cl.nn.ReLU6, "relu6"), (cl.nn.Hardsigmoid,
+                                         "hardsigmoid"), (cl.nn.Hardswish, "hardswish"),
+                                         (cl.nn.SiLU, "silu")])
+def test_mobile_activation_layers_call_their_op(layer, name):
+    x = np.linspace(-7, 7, 15)
+    np.testing.assert_array_equal(layer()(cl.tensor(x)).data, MOBILE[name][0](cl.tensor(x)).data)

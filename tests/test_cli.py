@@ -263,7 +263,33 @@ def test_the_classic_lenet5_uses_tanh_and_average_pooling():
     assert model(cl.tensor(np.zeros((1, 3, 32, 32), np.float32))).shape == (1, 7)
 
 
-def test_an_unknown_model_name_lists_the_known_ones():
-    with pytest.raises(KeyError, match="unknown model 'lenet7'; known models: lenet5"):
+def test_an_unknown_model_name_lists_the_close_ones():
+    with pytest.raises(KeyError, match="unknown model 'lenet7'; did you mean lenet5"):
         models.get_model("lenet7")
+    with pytest.raises(KeyError, match="unknown model 'resnet5'; did you mean resnet50"):
+        models.reference("resnet5")
     assert models.input_size("lenet5") == (32, 32)
+
+
+def test_summary_prints_the_table_of_a_model(capsys):
+    assert main(["summary", "lenet5"]) == 0
+    out = capsys.readouterr().out
+    assert "features.0" in out and "61,706" in out and "416,520" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["summary", "lenet"], "unknown model 'lenet'; did you mean lenet5"),
+    (["summary", "lenet5", "--input", "1,32"], "--input: expected three positive sizes"),
+    (["summary", "lenet5", "--input", "1,28,28"], "Linear"),
+    (["models", "resnet"], "unknown model 'resnet'"),
+])
+def test_summary_and_models_errors_are_one_line(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_models_compare_prints_our_counts_beside_the_reference(capsys):
+    assert main(["models", "--compare", "lenet5"]) == 0
+    out = capsys.readouterr().out
+    assert "61,706" in out and "416,520" in out and "1 of 1 models have exactly" in out

@@ -11,6 +11,7 @@ winograd    conv2d's fast CPU path for 3x3 stride-1 layers (Winograd's F(2x2, 3x
 pool        max/avg/adaptive/global/stochastic/max+avg/spatial-pyramid pooling
 norm        batch_norm, local_response_norm
 activation  relu and its family, sigmoid, tanh, softplus, maxout, APL
+mobile_activation  relu6, hardsigmoid, hardswish, silu (MobileNet v2/v3, EfficientNet)
 dropout     inverted dropout
 loss        softmax, log_softmax, cross_entropy, nll_loss, mse_loss
 
@@ -31,5 +32,6 @@ from cnnlite.functional.conv import *  # noqa: F401,F403
 from cnnlite.functional.pool import *  # noqa: F401,F403
 from cnnlite.functional.norm import *  # noqa: F401,F403
 from cnnlite.functional.activation import *  # noqa: F401,F403
+from cnnlite.functional.mobile_activation import *  # noqa: F401,F403
 from cnnlite.functional.dropout import *  # noqa: F401,F403
 from cnnlite.functional.loss import *  # noqa: F401,F403

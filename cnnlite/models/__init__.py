@@ -1,22 +1,52 @@
 """Classic architectures, built from cnnlite's own layers, and a registry by name.
 
 >>> from cnnlite import models
->>> models.list_models()
-['lenet5']
+>>> "resnet50" in models.list_models()
+True
 >>> model = models.get_model("lenet5", num_classes=10)
 >>> models.input_size("lenet5")      # the (height, width) the architecture was designed for
 (32, 32)
+>>> models.reference("resnet50").params
+25557032
+
+One module per family, each ending with its ``MODELS`` table (``registry.ModelEntry``);
+``reference`` holds the published figures they are compared against; ``blocks`` the blocks
+several families share (conv-BN-activation, squeeze-and-excitation, channel shuffle, stochastic
+depth).
 """
 from __future__ import annotations
 
+import difflib
+
+from cnnlite.models import lenet
+from cnnlite.models.compare import Comparison, compare, torch_reference
 from cnnlite.models.lenet import LeNet5, lenet5
+from cnnlite.models.reference import REFERENCES, Reference, reference
+from cnnlite.models.registry import ModelEntry
 
-__all__ = ["list_models", "get_model", "input_size", "LeNet5", "lenet5"]
+__all__ = ["list_models", "get_model", "input_size", "entry", "reference", "Reference",
+           "UnknownModelError", "compare", "torch_reference", "Comparison",
+           "ModelEntry", "LeNet5", "lenet5"]
 
-# name -> (constructor, input (height, width) the architecture is built for)
-_REGISTRY = {
-    "lenet5": (lenet5, (32, 32)),
-}
+_FAMILIES = (lenet,)
+
+_REGISTRY: dict[str, ModelEntry] = {name: model_entry for family in _FAMILIES
+                                    for name, model_entry in family.MODELS.items()}
+
+
+class UnknownModelError(KeyError):
+    """A model name the registry does not know; the message lists the closest names."""
+
+    def __str__(self):  # KeyError would show the message in quotes, as a key
+        return str(self.args[0])
+
+
+def unknown_name_error(name, known, listed_by="cnnlite.models.list_models()"):
+    """The UnknownModelError for a name that is not in ``known``, with the closest names."""
+    close = difflib.get_close_matches(str(name), list(known), n=5, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return UnknownModelError(f"unknown model {name!r}{hint} (the {len(known)} known: "
+                             f"{listed_by})")
 
 
 def list_models() -> list[str]:
@@ -24,20 +54,19 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def _entry(name: str):
+def entry(name: str) -> ModelEntry:
+    """The registry entry of ``name``: constructor, input size, small test input."""
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; known models: "
-                       f"{', '.join(list_models())}") from None
+        raise unknown_name_error(name, _REGISTRY) from None
 
 
 def get_model(name: str, **kwargs):
     """Build the model called ``name``; ``kwargs`` go to its constructor (``num_classes``...)."""
-    constructor, _ = _entry(name)
-    return constructor(**kwargs)
+    return entry(name).constructor(**kwargs)
 
 
 def input_size(name: str) -> tuple[int, int]:
     """The input ``(height, width)`` that model ``name`` expects."""
-    return _entry(name)[1]
+    return entry(name).input_size

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnnlite import nn
+from cnnlite.models.registry import ModelEntry
 
 __all__ = ["LeNet5", "lenet5", "upsample_nearest"]
 
@@ -74,3 +75,6 @@ def upsample_nearest(image: np.ndarray, factor: int) -> np.ndarray:
     """Repeat every pixel into a ``factor`` x ``factor`` block.  image: (C, H, W) ->
     (C, factor*H, factor*W); the 8 x 8 digits with ``factor=4`` become LeNet's 32 x 32."""
     return np.asarray(image).repeat(factor, axis=-2).repeat(factor, axis=-1)
+
+
+MODELS = {"lenet5": ModelEntry(lenet5, (32, 32), small_input=(32, 32), in_channels=1)}

@@ -14,15 +14,16 @@ basic        Identity, Flatten, Dropout
 conv         Conv2d, Linear, MaxoutConv2d, MaxoutLinear
 pool         Max/Avg/Adaptive/Global/Stochastic/MaxAvg/SpatialPyramid pooling
 norm         BatchNorm1d, BatchNorm2d, LocalResponseNorm
-activation   ReLU and its family, Sigmoid, Tanh, Softplus, Maxout, APL, Softmax
+activation   ReLU and its family, ReLU6, Hardsigmoid, Hardswish, SiLU, Sigmoid, Tanh,
+             Softplus, Maxout, APL, Softmax
 loss         CrossEntropyLoss, NLLLoss, MSELoss
 init         uniform_, normal_, xavier_*, kaiming_*, orthogonal_ (``nn.init.kaiming_normal_``)
 lsuv         lsuv_init: layer-sequential unit-variance initialisation
 """
 from cnnlite.nn import init
-from cnnlite.nn.activation import (APL, ELU, SELU, LeakyReLU, LogSoftmax, Maxout, PReLU, ReLU,
-                                   RReLU, ScaledTanh, ShiftedSoftplus, Sigmoid, Softmax,
-                                   Softplus, Tanh)
+from cnnlite.nn.activation import (APL, ELU, SELU, Hardsigmoid, Hardswish, LeakyReLU,
+                                   LogSoftmax, Maxout, PReLU, ReLU, ReLU6, RReLU, ScaledTanh,
+                                   ShiftedSoftplus, Sigmoid, SiLU, Softmax, Softplus, Tanh)
 from cnnlite.nn.basic import Dropout, Flatten, Identity
 from cnnlite.nn.container import ModuleDict, ModuleList, Sequential
 from cnnlite.nn.conv import Conv2d, Linear, MaxoutConv2d, MaxoutLinear
@@ -40,7 +41,8 @@ __all__ = ["Module", "Parameter", "HookHandle", "LoadReport", "StateDictError", 
            "MaxoutConv2d", "MaxoutLinear", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
            "AdaptiveMaxPool2d", "GlobalAvgPool2d", "StochasticPool2d", "MaxAvgPool2d",
            "SpatialPyramidPool2d", "BatchNorm1d", "BatchNorm2d", "LocalResponseNorm", "ReLU",
-           "LeakyReLU", "RReLU", "PReLU", "ELU", "SELU", "Sigmoid", "Tanh", "ScaledTanh",
+           "LeakyReLU", "RReLU", "PReLU", "ELU", "SELU", "ReLU6", "Hardsigmoid", "Hardswish",
+           "SiLU", "Sigmoid", "Tanh", "ScaledTanh",
            "Softplus", "ShiftedSoftplus", "Maxout", "APL", "Softmax", "LogSoftmax",
            "CrossEntropyLoss", "NLLLoss", "MSELoss", "init", "lsuv_init", "LSUVLayer",
            "LSUVReport", "REFERENCE_SCRIPT"]

@@ -14,7 +14,8 @@ from cnnlite.nn import init
 from cnnlite.nn.module import Module
 from cnnlite.nn.parameter import Parameter
 
-__all__ = ["ReLU", "LeakyReLU", "RReLU", "PReLU", "ELU", "SELU", "Sigmoid", "Tanh",
+__all__ = ["ReLU", "LeakyReLU", "RReLU", "PReLU", "ELU", "SELU", "ReLU6", "Hardsigmoid",
+           "Hardswish", "SiLU", "Sigmoid", "Tanh",
            "ScaledTanh", "Softplus", "ShiftedSoftplus", "Maxout", "APL", "Softmax", "LogSoftmax"]
 
 
@@ -112,6 +113,34 @@ class Sigmoid(Module):
 
     def forward(self, x):
         return F.sigmoid(x)
+
+
+class ReLU6(Module):
+    """``y = min(max(0, x), 6)``, any shape (MobileNet v2)."""
+
+    def forward(self, x):
+        return F.relu6(x)
+
+
+class Hardsigmoid(Module):
+    """``y = relu6(x + 3) / 6``, any shape (MobileNet v3's gate)."""
+
+    def forward(self, x):
+        return F.hardsigmoid(x)
+
+
+class Hardswish(Module):
+    """``y = x * relu6(x + 3) / 6``, any shape (MobileNet v3)."""
+
+    def forward(self, x):
+        return F.hardswish(x)
+
+
+class SiLU(Module):
+    """``y = x * sigmoid(x)``, the swish, any shape (EfficientNet)."""
+
+    def forward(self, x):
+        return F.silu(x)
 
 
 class Tanh(Module):
