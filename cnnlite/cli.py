@@ -5,6 +5,7 @@
     cnnlite train ... --resume runs/train/checkpoint.npz --epochs 10   # continue exactly
     cnnlite models                  # the architectures get_model knows
     cnnlite models --compare        # their parameters and multiply-adds beside the published ones
+    cnnlite models --lecture        # the lecture slides' figures, recounted exactly
     cnnlite summary resnet50        # per-layer table: shapes, parameters, MACs, receptive fields
     cnnlite info                    # versions, threading layer, BLAS, CPU, GPU: for bug reports
 
@@ -283,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     models_command.add_argument("--compare", action="store_true",
                                 help="parameters and multiply-adds counted by cnnlite beside "
                                      "the reference figures, and the published accuracy")
+    models_command.add_argument("--lecture", action="store_true",
+                                help="the lecture slides' figures (shapes, parameters, "
+                                     "multiply-adds, receptive fields) recounted exactly")
     summary = commands.add_parser("summary", help="per-layer table of a model: output shapes, "
                                                   "parameters, multiply-adds, receptive fields")
     summary.add_argument("model", metavar="MODEL")
@@ -316,10 +320,14 @@ def model_summary(model: str, input_text: str | None) -> str:
     return str(summary(net, _input_shape(input_text, model)))
 
 
-def model_list(names: list, compare: bool) -> str:
-    """The text of ``cnnlite models``: the names, or with ``--compare`` the counts table."""
+def model_list(names: list, compare: bool, lecture: bool = False) -> str:
+    """The text of ``cnnlite models``: the names; with ``--compare`` the counts table; with
+    ``--lecture`` the slides' figures recounted."""
     from cnnlite.models.counts import compare_counts, format_comparison
+    from cnnlite.models.lecture import format_figures, lecture_figures
 
+    if lecture:
+        return format_figures(lecture_figures())
     for name in names:
         models.entry(name)  # an unknown name fails here, with the close names
     if not compare:
@@ -389,7 +397,7 @@ def main(argv=None) -> int:
         elif args.command == "summary":
             print(model_summary(args.model, args.input))
         else:
-            print(model_list(args.names, args.compare))
+            print(model_list(args.names, args.compare, args.lecture))
     except USER_ERRORS as error:
         hint = (" (on the command line: --download)"
                 if isinstance(error, FileNotFoundError) and "download=True" in str(error) else "")

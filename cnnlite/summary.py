@@ -66,6 +66,7 @@ class LayerRow(NamedTuple):
 class Summary:
     """The table ``summary`` returns: ``rows`` (LayerRow) and the totals.
 
+    output_shape       the shape of the model's output (its first, if it returns several)
     total_params       every parameter of the model (shared ones once)
     trainable_params   those with ``requires_grad``
     total_macs         multiply-adds of the whole forward pass
@@ -74,9 +75,10 @@ class Summary:
     ``str(summary)`` (or ``print``) gives a text table, Jupyter shows an HTML table.
     """
 
-    def __init__(self, model_name, input_shape, rows, total_params, trainable_params,
-                 itemsize):
+    def __init__(self, model_name, input_shape, output_shape, rows, total_params,
+                 trainable_params, itemsize):
         self.model_name, self.input_shape, self.rows = model_name, tuple(input_shape), rows
+        self.output_shape = tuple(output_shape)
         self.total_params, self.trainable_params = total_params, trainable_params
         self.total_macs = sum(row.macs for row in rows)
         self.total_activations = sum(row.activations for row in rows)
@@ -106,7 +108,8 @@ class Summary:
 
     def _totals(self):
         megabytes = self.total_activations * self.itemsize / 2**20
-        return [f"input {_shape_text(self.input_shape)}",
+        return [f"input {_shape_text(self.input_shape)}, output "
+                f"{_shape_text(self.output_shape)}",
                 f"total params       {self.total_params:,} "
                 f"({self.trainable_params:,} trainable)",
                 f"total MACs         {self.total_macs:,} ({_engineering(self.total_macs)})",
@@ -300,13 +303,14 @@ def summary(model, input_shape, dtype=np.float32) -> Summary:
         x = Tensor(np.zeros(shape, dtype=dtype))
         tracer.set_field(x, ((1, 1), (1, 1)))
         with no_grad(), autograd.tracing(tracer):
-            model(x)
+            output = model(x)
     finally:
         for handle in handles:
             handle.remove()
         model.train(was_training)
     parameters = {id(p): p for p in model.parameters()}.values()
-    return Summary(type(model).__name__, shape, rows,
+    first = output[0] if isinstance(output, (tuple, list)) else output
+    return Summary(type(model).__name__, shape, tuple(first.shape), rows,
                    total_params=sum(p.size for p in parameters),
                    trainable_params=sum(p.size for p in parameters if p.requires_grad),
                    itemsize=np.dtype(dtype).itemsize)

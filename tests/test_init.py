@@ -273,3 +273,14 @@ def test_lsuv_refuses_unusable_input(rng):
         nn.lsuv_init(nn.Sequential(nn.ReLU()), x)
     with pytest.raises(RuntimeError, match="variance 0"):
         nn.lsuv_init(nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 2)), cl.tensor(np.zeros((4, 3))))
+
+
+def test_skip_init_leaves_weights_zero_and_ends_with_the_block():
+    with nn.init.skip_init():
+        conv = nn.Conv2d(3, 4, 3)
+        linear = nn.Linear(5, 6)
+        for draw in (nn.init.normal_, nn.init.uniform_, nn.init.kaiming_normal_,
+                     nn.init.orthogonal_):
+            draw(linear.weight)
+    assert not conv.weight.data.any() and not linear.weight.data.any()
+    assert nn.Linear(5, 6).weight.data.any()

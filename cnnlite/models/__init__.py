@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import difflib
 
-from cnnlite.models import lenet
+from cnnlite.models import (alexnet, densenet, efficientnet, googlenet, inception, inception_v4,
+                            lenet, mobilenet, mobilenet_v3, nin, preact_resnet, resnet,
+                            resnet_cifar, senet, shufflenet, squeezenet, vgg, wide_resnet,
+                            xception)
 from cnnlite.models.compare import Comparison, compare, torch_reference
 from cnnlite.models.lenet import LeNet5, lenet5
 from cnnlite.models.reference import REFERENCES, Reference, reference
@@ -28,10 +31,16 @@ __all__ = ["list_models", "get_model", "input_size", "entry", "reference", "Refe
            "UnknownModelError", "compare", "torch_reference", "Comparison",
            "ModelEntry", "LeNet5", "lenet5"]
 
-_FAMILIES = (lenet,)
+_FAMILIES = (lenet, alexnet, nin, vgg, googlenet, inception, inception_v4, xception,
+             resnet, senet, resnet_cifar, preact_resnet, wide_resnet, densenet, squeezenet,
+             shufflenet, mobilenet, mobilenet_v3, efficientnet)
 
 _REGISTRY: dict[str, ModelEntry] = {name: model_entry for family in _FAMILIES
                                     for name, model_entry in family.MODELS.items()}
+
+# Every constructor under its own name too: ``models.resnet50()`` is ``get_model("resnet50")``.
+globals().update({name: model_entry.constructor for name, model_entry in _REGISTRY.items()})
+__all__ += list(_REGISTRY)
 
 
 class UnknownModelError(KeyError):

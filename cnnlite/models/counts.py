@@ -22,15 +22,19 @@ class Counts(NamedTuple):
 
 def count(name: str, input_size: tuple | None = None) -> Counts:
     """Parameters and multiply-adds of the model ``name`` for one input of ``input_size``
-    (default: that of its reference figures, else the size the architecture was built for)."""
+    (default: that of its reference figures, else the size the architecture was built for),
+    built with the settings of its reference figures (GoogLeNet without its auxiliary
+    classifiers)."""
     from cnnlite import models
+    from cnnlite.nn.init import skip_init
     from cnnlite.summary import summary
 
+    built_for, figures = models.entry(name), REFERENCES.get(name)
     if input_size is None:
-        built_for = models.entry(name)
-        input_size = (REFERENCES[name].input_size if name in REFERENCES
+        input_size = (figures.input_size if figures
                       else (built_for.in_channels, *built_for.input_size))
-    model = models.get_model(name)
+    with skip_init():  # counting needs the shapes only
+        model = models.get_model(name, **(figures.settings if figures else {}))
     table = summary(model, input_size)
     return Counts(table.total_params, table.total_macs, tuple(input_size))
 

@@ -223,8 +223,8 @@ class APL(Module):
         self.hinges = validate.integer("APL", "hinges", hinges, minimum=1)
         rng = random_generator("APL", rng)  # checked here, so the error names APL, not init
         shape = (hinges,) if num_channels is None else (hinges, num_channels)
-        self.a = Parameter(np.empty(shape, dtype=np.float32))
-        self.b = Parameter(np.empty(shape, dtype=np.float32))
+        self.a = Parameter(np.zeros(shape, dtype=np.float32))
+        self.b = Parameter(np.zeros(shape, dtype=np.float32))
         init.uniform_(self.a, -0.5, 0.5, rng=rng)
         init.normal_(self.b, 0.0, 0.5, rng=rng)
 

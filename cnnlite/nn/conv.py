@@ -69,8 +69,8 @@ class Conv2d(Module):
         shape = (out_channels, in_channels // groups, *self.kernel_size)
         # Checked first, so that a too large layer names itself, not NumPy's MemoryError.
         memory.check_allocation(name, "weight", shape, np.float32)
-        self.weight = Parameter(np.empty(shape, dtype=np.float32))
-        self.bias = Parameter(np.empty(out_channels, dtype=np.float32)) if bias else None
+        self.weight = Parameter(np.zeros(shape, dtype=np.float32))
+        self.bias = Parameter(np.zeros(out_channels, dtype=np.float32)) if bias else None
         self.reset_parameters()
 
     def reset_parameters(self, rng=None):
@@ -120,8 +120,8 @@ class Linear(Module):
         # Checked first, so that a too large layer names itself, not NumPy's MemoryError.
         memory.check_allocation(self.describe(), "weight", (out_features, in_features),
                                 np.float32)
-        self.weight = Parameter(np.empty((out_features, in_features), dtype=np.float32))
-        self.bias = Parameter(np.empty(out_features, dtype=np.float32)) if bias else None
+        self.weight = Parameter(np.zeros((out_features, in_features), dtype=np.float32))
+        self.bias = Parameter(np.zeros(out_features, dtype=np.float32)) if bias else None
         self.reset_parameters()
 
     def reset_parameters(self, rng=None):

@@ -18,6 +18,7 @@ returned as it is (as in PyTorch), whatever its fans.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -32,9 +33,10 @@ __all__ = ["manual_seed", "calculate_gain", "fan_in_and_fan_out", "uniform_", "n
            "constant_", "zeros_", "ones_", "xavier_uniform_", "xavier_normal_",
            "kaiming_uniform_", "kaiming_normal_", "svd_orthonormal", "orthogonal_",
            "glorot_uniform_", "glorot_normal_", "he_uniform_", "he_normal_", "msra_uniform_",
-           "msra_normal_"]
+           "msra_normal_", "skip_init"]
 
 _default_rng = np.random.default_rng()
+_skipping = False  # inside skip_init(): the random initialisers leave tensors as they are
 
 
 def manual_seed(seed: int):
@@ -42,6 +44,27 @@ def manual_seed(seed: int):
     global _default_rng
     _default_rng = np.random.default_rng(validate.integer("manual_seed", "seed", seed,
                                                           minimum=0, maximum=None))
+
+
+@contextlib.contextmanager
+def skip_init():
+    """Build layers and models without drawing their random initial weights.
+
+    Inside the block ``uniform_``, ``normal_``, ``orthogonal_`` and the schemes built on them
+    (``kaiming_*``, ``xavier_*``, every layer's default) leave their tensor as it is: zeros
+    for a new layer. Drawing VGG-16's 138 million weights takes seconds, wasted when the
+    weights are loaded right after (``load_state_dict``) or only counted (``cl.summary``)::
+
+        with nn.init.skip_init():
+            model = models.vgg16()
+        model.load_state_dict(weights)
+    """
+    global _skipping
+    previous, _skipping = _skipping, True
+    try:
+        yield
+    finally:
+        _skipping = previous
 
 
 def _rng(rng):
@@ -115,6 +138,8 @@ def _fan(shape, mode: str) -> int:
 def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0, rng=None) -> Tensor:
     """Fill with U(a, b)."""
     a, b = validate.real("uniform_", "a", a), validate.real("uniform_", "b", b)
+    if _skipping:
+        return tensor
     return _fill(tensor, _rng(rng).uniform(a, b, size=tensor.shape))
 
 
@@ -122,6 +147,8 @@ def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, rng=None) -> Te
     """Fill with N(mean, std^2)."""
     mean = validate.real("normal_", "mean", mean)
     std = validate.real("normal_", "std", std, minimum=0.0)
+    if _skipping:
+        return tensor
     return _fill(tensor, _rng(rng).normal(mean, std, size=tensor.shape))
 
 
@@ -196,7 +223,7 @@ def svd_orthonormal(shape, rng=None) -> np.ndarray:
 def orthogonal_(tensor: Tensor, gain: float = 1.0, rng=None) -> Tensor:
     """Fill with ``gain`` times an orthonormal matrix (Saxe et al., 2014), see
     ``svd_orthonormal``. For a conv weight the matrix is ``(out, in*kh*kw)``."""
-    if _nothing_to_fill(tensor):
+    if _nothing_to_fill(tensor) or _skipping:
         return tensor
     return _fill(tensor, gain * svd_orthonormal(tensor.shape, rng))
 
