@@ -440,6 +440,8 @@ def _functional_specs():
     unary = ["relu", "selu", "sigmoid", "tanh", "scaled_tanh", "shifted_softplus", "exp"]
     specs = [_op(name, {"x": _x()}, routes=HOT if name != "exp" else ("default",))
              for name in unary]
+    specs += [_op(name, {"x": _x()}, routes=("default",))
+              for name in ("relu6", "hardsigmoid", "hardswish", "silu")]
     specs += [_op(name, {"x": _x(low=0.5, high=2.0)}) for name in ("log", "sqrt")]
     specs += [_op(name, {"x": _x()}, numeric=True) for name in ("abs", "neg", "clone")]
     binary_b = {"add": {}, "sub": {}, "mul": {}, "maximum": {}, "div": dict(low=0.5, high=2.0),
@@ -626,7 +628,8 @@ def _layer_specs():
     specs = [_layer(name, {"x": x}, ops=(op,)) for name, op in
               (("ReLU", "relu"), ("SELU", "selu"),
                ("Sigmoid", "sigmoid"), ("Tanh", "tanh"), ("ScaledTanh", "scaled_tanh"),
-               ("ShiftedSoftplus", "shifted_softplus"))]
+               ("ShiftedSoftplus", "shifted_softplus"), ("ReLU6", "relu6"),
+               ("Hardsigmoid", "hardsigmoid"), ("Hardswish", "hardswish"), ("SiLU", "silu"))]
     specs += [
         _layer("Flatten", {"x": x}, {"start_axis": Arg(axis_kind(3), 1),
                                      "end_axis": Arg(axis_kind(3), -1)}, ops=("flatten",),

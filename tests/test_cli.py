@@ -187,7 +187,7 @@ def test_python_dash_m_cnnlite_runs_the_same_command():
     result = subprocess.run([sys.executable, "-m", "cnnlite", "models"], env=env,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["lenet5"]
+    assert result.stdout.split() == models.list_models()
 
 
 def test_info_names_the_versions_the_threading_layer_in_use_and_the_blas(capsys):
@@ -266,7 +266,7 @@ def test_the_classic_lenet5_uses_tanh_and_average_pooling():
 def test_an_unknown_model_name_lists_the_close_ones():
     with pytest.raises(KeyError, match="unknown model 'lenet7'; did you mean lenet5"):
         models.get_model("lenet7")
-    with pytest.raises(KeyError, match="unknown model 'resnet5'; did you mean resnet50"):
+    with pytest.raises(KeyError, match="unknown model 'resnet5'; did you mean resnet56, resnet50"):
         models.reference("resnet5")
     assert models.input_size("lenet5") == (32, 32)
 
@@ -293,3 +293,9 @@ def test_models_compare_prints_our_counts_beside_the_reference(capsys):
     assert main(["models", "--compare", "lenet5"]) == 0
     out = capsys.readouterr().out
     assert "61,706" in out and "416,520" in out and "1 of 1 models have exactly" in out
+
+
+def test_summary_takes_another_input_size(capsys):
+    assert main(["summary", "resnet18", "--input", "3,64,64"]) == 0
+    out = capsys.readouterr().out
+    assert "input 1x3x64x64, output 1x1000" in out and "11,689,512" in out

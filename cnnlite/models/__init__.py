@@ -19,7 +19,7 @@ from __future__ import annotations
 import difflib
 
 from cnnlite.models import (alexnet, densenet, efficientnet, googlenet, inception, inception_v4,
-                            lenet, mobilenet, mobilenet_v3, nin, preact_resnet, resnet,
+                            lenet, mobilenet, mobilenet_v3, nin, preact_resnet, regnet, resnet,
                             resnet_cifar, senet, shufflenet, squeezenet, vgg, wide_resnet,
                             xception)
 from cnnlite.models.compare import Comparison, compare, torch_reference
@@ -33,7 +33,7 @@ __all__ = ["list_models", "get_model", "input_size", "entry", "reference", "Refe
 
 _FAMILIES = (lenet, alexnet, nin, vgg, googlenet, inception, inception_v4, xception,
              resnet, senet, resnet_cifar, preact_resnet, wide_resnet, densenet, squeezenet,
-             shufflenet, mobilenet, mobilenet_v3, efficientnet)
+             shufflenet, mobilenet, mobilenet_v3, efficientnet, regnet)
 
 _REGISTRY: dict[str, ModelEntry] = {name: model_entry for family in _FAMILIES
                                     for name, model_entry in family.MODELS.items()}

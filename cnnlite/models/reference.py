@@ -92,6 +92,7 @@ _TORCHVISION_TABLE = {
     "shufflenet_v2_x0_5": (1_366_792, 40_476_448, (224, 224), (60.552, 81.746)),
     "shufflenet_v2_x1_0": (2_278_604, 144_907_992, (224, 224), (69.362, 88.316)),
     "efficientnet_b0": (5_288_548, 385_814_752, (224, 224), (77.692, 93.532)),
+    "regnet_y_400mf": (4_344_144, 401_842_848, (224, 224), (74.046, 91.716)),
 }
 
 # What the papers report for the torchvision-named models (error rates turned into accuracy).
@@ -124,6 +125,8 @@ _PAPERS = {
     "shufflenet_v2_x0_5": _paper(60.3, None, "Ma et al. 2018, Table 8 (top-1 error 39.7%)"),
     "shufflenet_v2_x1_0": _paper(69.4, None, "Ma et al. 2018, Table 8 (top-1 error 30.6%)"),
     "efficientnet_b0": _paper(77.1, 93.3, "Tan & Le 2019, Table 2"),
+    "regnet_y_400mf": _paper(74.1, None, "Radosavovic et al. 2020, mobile regime (top-1 error "
+                                         "25.9%)"),
 }
 
 _TV_DEFINITION_ONLY = ("torchvision's definition (torchvision.models); MACs counted with hooks "
