@@ -9,10 +9,18 @@ True
 >>> models.reference("resnet50").params
 25557032
 
-One module per family, each ending with its ``MODELS`` table (``registry.ModelEntry``);
-``reference`` holds the published figures they are compared against; ``blocks`` the blocks
-several families share (conv-BN-activation, squeeze-and-excitation, channel shuffle, stochastic
-depth).
+One module per family, each ending with its ``MODELS`` table (``registry.ModelEntry``), and:
+
+reference   the published figures (parameters, multiply-adds, accuracy) with their sources
+counts      cnnlite's own counts beside them (``cnnlite models --compare``)
+lecture     the lecture slides' figures recounted (``cnnlite models --lecture``)
+compare     the layer-by-layer comparison of a model with a reference (e.g. a PyTorch model)
+blocks      blocks several families share (conv-BN-activation, squeeze-and-excitation,
+            channel shuffle, stochastic depth)
+
+Every constructor is also an attribute: ``models.resnet50()``. As in torchvision, that name
+wins over a family module of the same name (``alexnet``, ``googlenet``, ``nin``,
+``xception``): import from those modules as ``from cnnlite.models.alexnet import AlexNet``.
 """
 from __future__ import annotations
 
