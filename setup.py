@@ -18,7 +18,8 @@ setup(
     package_dir={"cnnlite.kernels": "kernels"},
     # host/ holds the harness that runs the kernels on the CPU (for tests and for stepping
     # through a kernel without a GPU).
-    package_data={"cnnlite.kernels": ["*.cu", "*.cuh", "*.h", "host/*.h", "host/*.cpp"]},
+    package_data={"cnnlite.kernels": ["*.cu", "*.cuh", "*.h", "host/*.h", "host/*.cpp"],
+                  "cnnlite.experiments": ["sweeps/*.toml"]},
     install_requires=[
         "numpy>=1.24",
         "numba>=0.59",
@@ -31,6 +32,12 @@ setup(
         # Weights in the format PyTorch/torchvision publish them, read and written without
         # pickle (cnnlite.io): a weights file can never run code.
         "safetensors>=0.4",
+        # Sweeps of training runs on many processes or machines (cnnlite sweep --workers /
+        # --scheduler): Dask's scheduler retries the runs of a worker that dies, which a pool of
+        # our own would have to reimplement.
+        "dask[distributed]>=2026.8.0",
+        # Sweep files are TOML: tomllib is in the standard library from Python 3.11.
+        'tomli>=2.0; python_version < "3.11"',
         # Limits BLAS threads alongside numba's (cnnlite.backend.cpu_threads).
         "threadpoolctl>=3",
         # numba runs its parallel loops on TBB's workers when TBB is installed. Its default

@@ -8,6 +8,7 @@
     cnnlite models --lecture        # the lecture slides' figures, recounted exactly
     cnnlite summary resnet50        # per-layer table: shapes, parameters, MACs, receptive fields
     cnnlite info                    # versions, threading layer, BLAS, CPU, GPU: for bug reports
+    cnnlite sweep run cnnlite/experiments/sweeps/activations.toml --workers 2   # an ablation
 
 Every run writes into its ``--out`` folder: ``checkpoint.npz`` (after every epoch; see
 ``cnnlite.checkpoint``), ``curves.png`` (loss and accuracy per epoch) and ``results.json``
@@ -36,6 +37,7 @@ from cnnlite.checkpoint import CheckpointError, atomic_write
 from cnnlite.data import CIFAR10, MNIST, DataLoader, Digits, random_split, transforms
 from cnnlite.data.download import DataFileError
 from cnnlite.errors import OpError
+from cnnlite.experiments.cli import add_sweep_commands, run_sweep_command
 from cnnlite.info import format_report
 from cnnlite.models.lenet import upsample_nearest
 from cnnlite.nn import StateDictError
@@ -294,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="input shape (default: 3 channels at the model's own size)")
     commands.add_parser("info", help="versions, threading layer, BLAS, CPU and GPU of this "
                                      "installation (paste it into a bug report)")
+    add_sweep_commands(commands)
     return parser
 
 
@@ -396,6 +399,8 @@ def main(argv=None) -> int:
             print(format_report())
         elif args.command == "summary":
             print(model_summary(args.model, args.input))
+        elif args.command == "sweep":
+            run_sweep_command(args)
         else:
             print(model_list(args.names, args.compare, args.lecture))
     except USER_ERRORS as error:

@@ -415,6 +415,11 @@ def _vector(n, **kw):
     return Input((n,), batch=None, ranks=(), **kw)
 
 
+def _mask(shape=(2, 2)):
+    """A (kh, kw) mask of a learned pooling: shared by the batch, its shape is the window's."""
+    return Input(shape, batch=None, ranks=())
+
+
 def _op(name, inputs, args=None, **kw):
     from cnnlite import functional
     return Spec(name, getattr(functional, name), inputs, args or {}, **kw)
@@ -432,8 +437,13 @@ def _pool_args(padding=1):
 POOL_CALLS = dict(bad_calls=(dict(padding=2), dict(kernel_size=9), dict(kernel_size=(2, 9)),
                              dict(kernel_size=3, padding=2)),
                   same_calls=(dict(stride=2), dict(kernel_size=(2, 2), stride=(2, 2))))
+#: The learned poolings take their window from the masks' shape: only the stride is an argument.
+LEARNED_POOL_CALLS = dict(same_calls=(dict(stride=2), dict(stride=(2, 2))))
 REDUCTIONS = ("mean", "sum", "none")
 HOT = ("default", "reference")
+#: A window larger than the 6 x 6 image, in both axes or in one.
+LEARNED_LAYER_CALLS = dict(bad_calls=(dict(kernel_size=7), dict(kernel_size=(2, 7))),
+                           same_calls=(dict(stride=2), dict(kernel_size=(2, 2), stride=(2, 2))))
 
 
 def _functional_specs():
@@ -559,6 +569,18 @@ def _functional_specs():
                  ceil_mode=Arg(FLAG, False)), routes=HOT,
             bad_calls=(dict(kernel_size=7),), bad_inputs=(("x", "values:negative"),),
             nonfinite=EITHER),
+        _op("gated_max_ave_pool2d", {"x": _image(), "gate": _mask()},
+            {"stride": Arg(PAIR_SIZE, None, optional=True)}, routes=HOT, **LEARNED_POOL_CALLS,
+            bad_inputs=(("gate", (7, 7)), ("gate", (2, 7)), ("gate", (4,)), ("gate", (1, 2, 2)),
+                        ("x", (2, 3, 1, 6)), ("x", (2, 3, 6)))),
+        _op("tree_pool2d", {"x": _image(), "leaf1": _mask(), "leaf2": _mask(), "gate": _mask()},
+            {"stride": Arg(PAIR_SIZE, None, optional=True)}, routes=HOT, **LEARNED_POOL_CALLS,
+            bad_inputs=(("leaf1", (3, 3)), ("leaf2", (2, 3)), ("gate", (2, 1)), ("gate", (4,)),
+                        ("leaf1", (1, 2, 2)), ("x", (2, 3, 6, 1)), ("x", (2, 3, 6)))),
+        _op("eltwise_affine", {"x": _x((2, 3, 4), ranks=()), "slope": _vector(3),
+                               "bias": _vector(3)},
+            bad_inputs=(("slope", (4,)), ("bias", (2,)), ("bias", (1,)), ("slope", (3, 1)),
+                        ("x", (3,)), ("x", (2, 4, 4)))),
         _op("global_avg_pool2d", {"x": _image()}),
         _op("spatial_pyramid_pool2d", {"x": _image()},
             {"levels": Arg(LEVELS, (1, 2)), "mode": Arg(choice("max", "avg"), "max")},
@@ -625,6 +647,7 @@ def _layer(name, inputs, args=None, ops=(), **kw):
 def _layer_specs():
     x, image, classes = _x(), _image(), dict(role="classes", classes=5, tensor=False, ranks=())
     pool = _pool_args()
+    learned_pool = dict(kernel_size=Arg(PAIR_SIZE, 2), stride=Arg(PAIR_SIZE, None, optional=True))
     specs = [_layer(name, {"x": x}, ops=(op,)) for name, op in
               (("ReLU", "relu"), ("SELU", "selu"),
                ("Sigmoid", "sigmoid"), ("Tanh", "tanh"), ("ScaledTanh", "scaled_tanh"),
@@ -667,6 +690,15 @@ def _layer_specs():
                dict(kernel_size=Arg(PAIR_SIZE, 2), stride=Arg(PAIR_SIZE, None, optional=True),
                     ceil_mode=Arg(FLAG, False), rng=Arg(GENERATOR, SEEDED)),
                ops=("stochastic_pool2d",), routes=HOT, nonfinite=EITHER),
+        _layer("GatedMaxAvePool2d", {"x": image}, learned_pool, ops=("gated_max_ave_pool2d",),
+               routes=HOT, **LEARNED_LAYER_CALLS),
+        _layer("TreePoolMaxAve2d", {"x": image}, learned_pool, ops=("gated_max_ave_pool2d",),
+               routes=HOT, **LEARNED_LAYER_CALLS),
+        _layer("TreePool2d", {"x": image}, dict(learned_pool, std=Arg(NON_NEGATIVE_REAL, 1.0)),
+               ops=("tree_pool2d",), routes=HOT, **LEARNED_LAYER_CALLS),
+        _layer("EltwiseAffine", {"x": _x((2, 3, 4), ranks=())},
+               {"channels": Arg(SIZE, 3), "channel_shared": Arg(FLAG, False)},
+               ops=("eltwise_affine",), bad_calls=(dict(channels=4), dict(channels=2))),
         _layer("AdaptiveAvgPool2d", {"x": image}, {"output_size": Arg(OUTPUT_SIZE, (2, 3))},
                ops=("adaptive_avg_pool2d",)),
         _layer("AdaptiveMaxPool2d", {"x": image}, {"output_size": Arg(OUTPUT_SIZE, (2, 3))},

@@ -107,6 +107,10 @@ def registry_cases(rng, dtype):
     a = normal(2, 3, 4) * 3
     y_sigmoid = reference.activation.sigmoid_forward(a)
     y_tanh = reference.activation.tanh_forward(a)
+    masks = [normal(*plain.kernel_size) for _ in range(3)]  # leaf1, leaf2, gate
+    _, gated_argmax = reference.generalized_pool.gated_max_ave_pool2d_forward(x, masks[2],
+                                                                              *sample)
+    gy_plain = normal(*uniforms.shape)
     return [
         ("im2col", (x, *conv)),
         ("col2im", (normal(*col.shape), x.shape, *conv)),
@@ -136,6 +140,10 @@ def registry_cases(rng, dtype):
         ("sigmoid_backward", (y_sigmoid, normal(*a.shape))),
         ("tanh_forward", (a,)),
         ("tanh_backward", (y_tanh, normal(*a.shape))),
+        ("gated_max_ave_pool2d_forward", (x, masks[2], *sample)),
+        ("gated_max_ave_pool2d_backward", (gy_plain, x, masks[2], gated_argmax, *sample[:2])),
+        ("tree_pool2d_forward", (x, *masks, *sample)),
+        ("tree_pool2d_backward", (gy_plain, x, *masks, *sample[:2])),
     ]
 
 

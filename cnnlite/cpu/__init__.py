@@ -9,8 +9,9 @@ from cnnlite import tbb
 
 tbb.status()  # warns once if numba's parallel loops cannot run on TBB
 
-from cnnlite.cpu import (activation, dropout, im2col, norm, optim, pool,  # noqa: E402
-                         softmax, winograd)
+from cnnlite.cpu import (activation, dropout, generalized_pool, im2col, norm,  # noqa: E402
+                         optim, pool, softmax, winograd)
 
 KERNELS = {**im2col.KERNELS, **pool.KERNELS, **norm.KERNELS, **activation.KERNELS,
-           **dropout.KERNELS, **softmax.KERNELS, **optim.KERNELS, **winograd.KERNELS}
+           **dropout.KERNELS, **softmax.KERNELS, **optim.KERNELS, **winograd.KERNELS,
+           **generalized_pool.KERNELS}

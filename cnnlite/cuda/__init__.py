@@ -11,7 +11,8 @@ Importing this package does not import cupy: a launcher asks for it (through
 the CPU, for tests and for stepping through a kernel without a GPU.
 """
 from cnnlite import backend
-from cnnlite.cuda import activation, conv, dropout, norm, optim, pool, softmax
+from cnnlite.cuda import (activation, conv, dropout, generalized_pool, norm, optim, pool,
+                          softmax)
 
 
 def is_available() -> bool:
@@ -20,4 +21,4 @@ def is_available() -> bool:
 
 
 KERNELS = {**conv.KERNELS, **pool.KERNELS, **norm.KERNELS, **activation.KERNELS,
-           **dropout.KERNELS, **softmax.KERNELS, **optim.KERNELS}
+           **dropout.KERNELS, **softmax.KERNELS, **optim.KERNELS, **generalized_pool.KERNELS}

@@ -40,6 +40,10 @@ KERNEL_SOURCES = {
     "softmax": ["softmax_forward", "log_softmax_forward", "softmax_backward",
                 "log_softmax_backward", "cross_entropy_forward", "cross_entropy_backward"],
     "optim": ["sgd_momentum_update", "adam_update"],
+    "generalized_pool": ["gated_max_ave_pool2d_forward", "gated_max_ave_window_coefficients",
+                         "gated_max_ave_pool2d_backward", "tree_pool2d_forward",
+                         "tree_window_coefficients", "tree_pool2d_backward",
+                         "window_mask_gradients"],
 }
 
 #: The C type each template is instantiated with, per NumPy dtype.

@@ -9,6 +9,7 @@ shape       reshape, transpose, broadcast, indexing, concat/stack/split, pad
 conv        conv2d (im2col + GEMM), linear
 winograd    conv2d's fast CPU path for 3x3 stride-1 layers (Winograd's F(2x2, 3x3))
 pool        max/avg/adaptive/global/stochastic/max+avg/spatial-pyramid pooling
+generalized_pool  gated max-average and tree pooling (Lee et al.), eltwise_affine
 norm        batch_norm, local_response_norm
 activation  relu and its family, sigmoid, tanh, softplus, maxout, APL
 mobile_activation  relu6, hardsigmoid, hardswish, silu (MobileNet v2/v3, EfficientNet)
@@ -33,5 +34,6 @@ from cnnlite.functional.pool import *  # noqa: F401,F403
 from cnnlite.functional.norm import *  # noqa: F401,F403
 from cnnlite.functional.activation import *  # noqa: F401,F403
 from cnnlite.functional.mobile_activation import *  # noqa: F401,F403
+from cnnlite.functional.generalized_pool import *  # noqa: F401,F403
 from cnnlite.functional.dropout import *  # noqa: F401,F403
 from cnnlite.functional.loss import *  # noqa: F401,F403

@@ -1,4 +1,5 @@
-"""Reading and writing model weights: safetensors files, and PyTorch's ``.pth`` through torch.
+"""Models in and out: weights as safetensors files (and PyTorch's ``.pth`` through torch); Caffe's
+network definitions (``caffe``, ``prototxt``) and solver files (``caffe_solver``).
 
 >>> from cnnlite import io, models
 >>> model = models.lenet5()
@@ -7,8 +8,9 @@
 >>> report.ok
 True
 """
+from cnnlite.io.caffe_solver import CaffeSolver, SolverError, data_transform, load_solver
 from cnnlite.io.weights import (WeightsError, load_weights, load_weights_into, read_metadata,
                                 save_weights)
 
 __all__ = ["WeightsError", "save_weights", "load_weights", "load_weights_into",
-           "read_metadata"]
+           "read_metadata", "CaffeSolver", "SolverError", "load_solver", "data_transform"]

@@ -13,6 +13,7 @@ container    Sequential, ModuleList, ModuleDict
 basic        Identity, Flatten, Dropout
 conv         Conv2d, Linear, MaxoutConv2d, MaxoutLinear
 pool         Max/Avg/Adaptive/Global/Stochastic/MaxAvg/SpatialPyramid pooling
+generalized_pool  GatedMaxAvePool2d, TreePoolMaxAve2d, TreePool2d (Lee et al.), EltwiseAffine
 norm         BatchNorm1d, BatchNorm2d, LocalResponseNorm
 activation   ReLU and its family, ReLU6, Hardsigmoid, Hardswish, SiLU, Sigmoid, Tanh,
              Softplus, Maxout, APL, Softmax
@@ -26,6 +27,8 @@ from cnnlite.nn.activation import (APL, ELU, SELU, Hardsigmoid, Hardswish, Leaky
                                    ShiftedSoftplus, Sigmoid, SiLU, Softmax, Softplus, Tanh)
 from cnnlite.nn.basic import Dropout, Flatten, Identity
 from cnnlite.nn.container import ModuleDict, ModuleList, Sequential
+from cnnlite.nn.generalized_pool import (EltwiseAffine, GatedMaxAvePool2d, TreePool2d,
+                                         TreePoolMaxAve2d)
 from cnnlite.nn.conv import Conv2d, Linear, MaxoutConv2d, MaxoutLinear
 from cnnlite.nn.loss import CrossEntropyLoss, MSELoss, NLLLoss
 from cnnlite.nn.lsuv import REFERENCE_SCRIPT, LSUVLayer, LSUVReport, lsuv_init
@@ -40,7 +43,8 @@ __all__ = ["Module", "Parameter", "HookHandle", "LoadReport", "StateDictError", 
            "ModuleList", "ModuleDict", "Identity", "Flatten", "Dropout", "Conv2d", "Linear",
            "MaxoutConv2d", "MaxoutLinear", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
            "AdaptiveMaxPool2d", "GlobalAvgPool2d", "StochasticPool2d", "MaxAvgPool2d",
-           "SpatialPyramidPool2d", "BatchNorm1d", "BatchNorm2d", "LocalResponseNorm", "ReLU",
+           "SpatialPyramidPool2d", "GatedMaxAvePool2d", "TreePoolMaxAve2d", "TreePool2d",
+           "EltwiseAffine", "BatchNorm1d", "BatchNorm2d", "LocalResponseNorm", "ReLU",
            "LeakyReLU", "RReLU", "PReLU", "ELU", "SELU", "ReLU6", "Hardsigmoid", "Hardswish",
            "SiLU", "Sigmoid", "Tanh", "ScaledTanh",
            "Softplus", "ShiftedSoftplus", "Maxout", "APL", "Softmax", "LogSoftmax",

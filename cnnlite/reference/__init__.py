@@ -6,7 +6,8 @@ thing to read to understand an op. ``KERNELS`` maps each hot op's name to its lo
 ``contracts`` checks the arguments of every kernel, for the loops here and for the numba and
 CUDA kernels, which would otherwise read or write outside their arrays.
 """
-from cnnlite.reference import activation, conv, dropout, norm, optim, pool, softmax
+from cnnlite.reference import (activation, conv, dropout, generalized_pool, norm, optim, pool,
+                               softmax)
 
 KERNELS = {**conv.KERNELS, **pool.KERNELS, **norm.KERNELS, **activation.KERNELS,
-           **dropout.KERNELS, **softmax.KERNELS, **optim.KERNELS}
+           **dropout.KERNELS, **softmax.KERNELS, **optim.KERNELS, **generalized_pool.KERNELS}

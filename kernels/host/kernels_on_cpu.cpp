@@ -22,6 +22,7 @@
 #include "../activation.cu"
 #include "../batchnorm.cu"
 #include "../dropout.cu"
+#include "../generalized_pool.cu"
 #include "../im2col.cu"
 #include "../lrn.cu"
 #include "../optim.cu"
@@ -90,3 +91,12 @@ ENTRY_POINTS(cross_entropy_backward)
 // optim.cu
 ENTRY_POINTS(sgd_momentum_update)
 ENTRY_POINTS(adam_update)
+
+// generalized_pool.cu
+ENTRY_POINTS(gated_max_ave_pool2d_forward)
+ENTRY_POINTS(gated_max_ave_window_coefficients)
+ENTRY_POINTS(gated_max_ave_pool2d_backward)
+ENTRY_POINTS(tree_pool2d_forward)
+ENTRY_POINTS(tree_window_coefficients)
+ENTRY_POINTS(tree_pool2d_backward)
+ENTRY_POINTS(window_mask_gradients)
