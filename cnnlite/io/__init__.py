@@ -8,9 +8,13 @@ network definitions (``caffe``, ``prototxt``) and solver files (``caffe_solver``
 >>> report.ok
 True
 """
+from cnnlite.io.caffe import CaffeError, CaffeNet, describe_pooling_shapes, load_prototxt
 from cnnlite.io.caffe_solver import CaffeSolver, SolverError, data_transform, load_solver
+from cnnlite.io.prototxt import Message, PrototxtError, parse_prototxt, read_prototxt
 from cnnlite.io.weights import (WeightsError, load_weights, load_weights_into, read_metadata,
                                 save_weights)
 
 __all__ = ["WeightsError", "save_weights", "load_weights", "load_weights_into",
-           "read_metadata", "CaffeSolver", "SolverError", "load_solver", "data_transform"]
+           "read_metadata", "CaffeSolver", "SolverError", "load_solver", "data_transform",
+           "CaffeError", "CaffeNet", "describe_pooling_shapes", "load_prototxt", "Message",
+           "PrototxtError", "parse_prototxt", "read_prototxt"]
