@@ -217,3 +217,44 @@ def test_the_store_keeps_the_sweep_file_and_configs(tmp_path):
         assert [json.dumps(r["config"], sort_keys=True) for r in runs] == \
             [json.dumps(r.config, sort_keys=True) for r in sweep.runs]
         assert store.status_counts("tiny")["pending"] == TINY_RUNS
+
+
+PROTOTXT = """
+name: "tiny"
+layer { name: "data" type: "Data" top: "data" top: "label"
+        transform_param { crop_size: 32 } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+        convolution_param { num_output: 4 kernel_size: 5 stride: 2
+                            weight_filler { type: "msra" } } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
+        pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+layer { name: "fc" type: "InnerProduct" bottom: "pool1" top: "fc"
+        inner_product_param { num_output: 10 weight_filler { type: "xavier" } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc" bottom: "label" top: "loss" }
+"""
+
+
+def test_a_prototxt_baseline_trains_on_the_datas_channels(tmp_path):
+    """A Caffe definition as the baseline: built for the grey digits (one channel) at the
+    sweep's input size, trained for real."""
+    (tmp_path / "tiny.prototxt").write_text(PROTOTXT)
+    text = f"""
+name = "prototxt"
+[baseline]
+model = "{tmp_path / 'tiny.prototxt'}"
+dataset = "digits"
+input_size = 32
+epochs = 1
+batch_size = 32
+train_samples = 64
+seeds = [0]
+
+[[variation]]
+name = "lr"
+axis = "lr"
+values = [0.02]
+"""
+    sweep, database = parse_sweep(text, "prototxt.toml"), tmp_path / "r.sqlite"
+    summary = run_sweep(sweep, database, progress=False, log=lambda _: None)
+    assert summary.done == 2 and summary.failed == 0

@@ -111,7 +111,11 @@ def _model(config: dict, channels: int, classes: int, size: int):
                            pooling=config["pooling"], colour=config["colour"],
                            dropout=config["dropout"])
     if name.endswith(".prototxt"):
-        return importlib.import_module("cnnlite.io.caffe").load_prototxt(name, phase="TRAIN")
+        # The definition is built for the data: its first layer takes the data's channels and
+        # its fully connected layers the size. Its own classifier is kept (1,000 outputs for
+        # the benchmark's ImageNet nets): the labels are indices into it.
+        return importlib.import_module("cnnlite.io.caffe").load_prototxt(
+            name, phase="TRAIN", input_shape=(channels, size, size), rng=config["seed"])
     return models.get_model(name, num_classes=classes, in_channels=channels)
 
 
