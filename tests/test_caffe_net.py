@@ -13,30 +13,40 @@ from cnnlite.io.caffe import CaffeError, benchmark_table, describe_pooling_shape
 from cnnlite.io.caffe_layers import CaffeSpatialPyramidPool2d, GlobalStatsBatchNorm2d
 from cnnlite.io.prototxt import PrototxtError
 
-BENCHMARK = (Path(__file__).resolve().parents[2] / "shared" / "references" / "caffenet-benchmark"
-             / "prototxt")
+# The benchmark's 182 definitions: 181 under prototxt/ and FitNet4 beside that folder.
+BENCHMARK = Path(__file__).resolve().parents[2] / "shared" / "references" / "caffenet-benchmark"
 THOROUGH = os.environ.get("HYPOTHESIS_PROFILE") == "thorough"
 needs_benchmark = pytest.mark.skipif(not BENCHMARK.is_dir(),
                                      reason="the caffenet-benchmark prototxt files are not here")
 
 # Files of the benchmark that cannot be built, and why.
 KNOWN_UNSUPPORTED = {
-    "contrib/solver_bn2.prototxt": "a solver only: its net is another file ('net: ...')",
+    "prototxt/contrib/solver_bn2.prototxt": "a solver only: its net is another file ('net: ...')",
 }
 # Files without a crop_size, and the input they are built for here.
-INPUT_SHAPES = {"resnetbn_56_in_place.prototxt": (3, 32, 32)}   # a CIFAR ResNet-56
+INPUT_SHAPES = {"prototxt/resnetbn_56_in_place.prototxt": (3, 32, 32)}   # a CIFAR ResNet-56
 # The quick profile runs forward + backward on these (between them every layer type).
 QUICK = [
-    "caffenet128_lsuv.prototxt",                                          # LRN, the baseline
-    "colorspace/caffenet128_lsuv_3_to_10_to_3maxout.prototxt",            # Slice, Eltwise MAX
-    "architectures/caffenet128_lsuv_relu_spp.prototxt",                   # SPP
-    "colorspace/caffenet_lsuv_color_and_log_vlrelu.prototxt",             # Log, Concat
-    "activations/caffenet128_lsuv_bnll_minus_log2.prototxt",              # BNLL, Power
-    "activations/caffenet128_lsuv_APL2.prototxt",                         # APL
-    "caffenet128_lsuv_no_lrn_BatchNormBeforeReLU_EltwiseAffine.prototxt", # BN, EltwiseAffine
-    "pool/gen_pool/caffenet_lsuv_treepool_gated.prototxt",                # GatedMaxAve
-    "pool/caffenet128_relu_stoch_pool.prototxt",                          # STOCHASTIC pooling
-    "architectures/SqueezeNet128_lsuv.prototxt",                          # Concat, global pool
+    # LRN, the baseline
+    "prototxt/caffenet128_lsuv.prototxt",
+    # Slice, Eltwise MAX
+    "prototxt/colorspace/caffenet128_lsuv_3_to_10_to_3maxout.prototxt",
+    # SPP
+    "prototxt/architectures/caffenet128_lsuv_relu_spp.prototxt",
+    # Log, Concat
+    "prototxt/colorspace/caffenet_lsuv_color_and_log_vlrelu.prototxt",
+    # BNLL, Power
+    "prototxt/activations/caffenet128_lsuv_bnll_minus_log2.prototxt",
+    # APL
+    "prototxt/activations/caffenet128_lsuv_APL2.prototxt",
+    # BN, EltwiseAffine
+    "prototxt/caffenet128_lsuv_no_lrn_BatchNormBeforeReLU_EltwiseAffine.prototxt",
+    # GatedMaxAve
+    "prototxt/pool/gen_pool/caffenet_lsuv_treepool_gated.prototxt",
+    # STOCHASTIC pooling
+    "prototxt/pool/caffenet128_relu_stoch_pool.prototxt",
+    # Concat, global pool
+    "prototxt/architectures/SqueezeNet128_lsuv.prototxt",
 ]
 
 
@@ -54,7 +64,7 @@ def _uniform(shape, seed=0, dtype=np.float64):
 
 @needs_benchmark
 def test_caffenet128_has_the_published_parameters_and_pool5_shape():
-    net = load_prototxt(BENCHMARK / "caffenet128_lsuv.prototxt", fill_weights=False)
+    net = load_prototxt(BENCHMARK / "prototxt" / "caffenet128_lsuv.prototxt", fill_weights=False)
     table = cl.summary(net, (1, 3, 128, 128))
     assert table.total_params == 13_300_072
     shapes = {row.name: row.output_shape for row in table.rows}
@@ -68,7 +78,7 @@ def test_caffenet128_has_the_published_parameters_and_pool5_shape():
 
 @needs_benchmark
 def test_caffenet128_multipliers_give_biases_twice_the_rate_and_no_decay():
-    net = load_prototxt(BENCHMARK / "caffenet128_lsuv.prototxt", fill_weights=False)
+    net = load_prototxt(BENCHMARK / "prototxt" / "caffenet128_lsuv.prototxt", fill_weights=False)
     assert net.param_multipliers["conv1.weight"] == (1.0, 1.0)
     assert net.param_multipliers["conv1.bias"] == (2.0, 0.0)
     assert set(net.param_multipliers) == {name for name, _ in net.named_parameters()}
