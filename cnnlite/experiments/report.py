@@ -10,6 +10,7 @@ same order and sign of the differences.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import NamedTuple
 
@@ -102,6 +103,11 @@ def _figure(width, height):
     return plt.subplots(figsize=(width, height))
 
 
+def _wrapped(title: str, width: int = 60) -> str:
+    """The title on lines of at most ``width`` characters: a figure does not widen for it."""
+    return textwrap.fill(title, width)
+
+
 def plot_bars(results: list[VariantResult], path, title: str = "") -> Path:
     """Mean top-1 per variant with the standard deviation as error bars, the paper's figure
     as a dot on the same axis; written to ``path`` (PNG)."""
@@ -117,7 +123,7 @@ def plot_bars(results: list[VariantResult], path, title: str = "") -> Path:
         axis.plot(*zip(*papers), "o", color="tab:red", label="paper (ImageNet)")
     axis.set_xticks(positions, [r.variant for r in results], rotation=45, ha="right")
     axis.set_ylabel("top-1 accuracy")
-    axis.set_title(title)
+    axis.set_title(_wrapped(title))
     axis.legend(loc="lower right")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
@@ -147,7 +153,7 @@ def plot_curves(store: ResultStore, results: list[VariantResult], path, title: s
                       linewidth=2.5 if result.group == "baseline" else 1.2)
     axis.set_xlabel("epoch")
     axis.set_ylabel("validation accuracy (mean over seeds)")
-    axis.set_title(title)
+    axis.set_title(_wrapped(title))
     axis.legend(fontsize="small", ncol=2)
     figure.tight_layout()
     figure.savefig(path, dpi=100)

@@ -319,7 +319,7 @@ def benchmark_table(folder, input_shape=(3, 128, 128)) -> str:
     One row per file, sorted by path: whether it builds in the TRAIN phase (and the reason when
     not), the data layer's ``crop_size``, the number of parameters and the output shape
     (C x H x W, without the batch) of every pooling layer. The nets are built without drawing
-    their weights, so the benchmark's 182 nets takes seconds.
+    their weights, so the benchmark's 182 nets take seconds.
 
     Parameters
     ----------
