@@ -255,6 +255,27 @@ BAD_CALLS = [
     ("an argmax far past the plane", "max_pool2d_backward",
      lambda: (f(1, 1, 1, 2), np.array([2**31 - 1, 0], np.int32).reshape(1, 1, 1, 2), (4, 4)),
      r"max_pool2d_backward: argmax \(1, 1, 1, 2\) holds 1 index outside a plane of 4 x 4"),
+    # --- the generalized poolings (Lee et al.): masks, windows, the argmax ------------------
+    ("a gate of another window", "gated_max_ave_pool2d_forward",
+     lambda: (f(*X), f(3, 3), (2, 2), (2, 2), (2, 2)),
+     r"gated_max_ave_pool2d_forward: gate must be a float64 array of the window's shape "
+     r"\(2, 2\), got float64 gate \(3, 3\)"),
+    ("more gated windows than the input has", "gated_max_ave_pool2d_forward",
+     lambda: (f(*X), f(2, 2), (2, 2), (2, 2), (3, 2)),
+     r"gated_max_ave_pool2d_forward: an output of \(3, 2\) windows does not fit x"),
+    ("a gated argmax of another shape", "gated_max_ave_pool2d_backward",
+     lambda: (f(2, 3, 2, 2), f(*X), f(2, 2), argmax_of(2, 3, 2, 1), (2, 2), (2, 2)),
+     r"gated_max_ave_pool2d_backward: argmax must have the shape of gy \(2, 3, 2, 2\), got "
+     r"argmax \(2, 3, 2, 1\)"),
+    ("a tree leaf of another window", "tree_pool2d_forward",
+     lambda: (f(*X), f(2, 2), f(3, 2), f(2, 2), (2, 2), (2, 2), (2, 2)),
+     r"tree_pool2d_forward: leaf2 must be a float64 array of the window's shape \(2, 2\)"),
+    ("a tree stride of 0", "tree_pool2d_forward",
+     lambda: (f(*X), f(2, 2), f(2, 2), f(2, 2), (2, 2), (0, 2), (2, 2)),
+     r"tree_pool2d_forward: stride\[0\] must be >= 1, got 0"),
+    ("a tree gradient of more windows than the input has", "tree_pool2d_backward",
+     lambda: (f(2, 3, 3, 2), f(*X), f(2, 2), f(2, 2), f(2, 2), (2, 2), (2, 2)),
+     r"tree_pool2d_backward: an output of \(3, 2\) windows does not fit x"),
 ]
 
 
