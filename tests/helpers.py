@@ -101,3 +101,18 @@ def loops_function(forward_loops, backward_loops, *settings):
     """A function of tensors that runs the loops as a fresh ``Loops`` Function on each call,
     as ``cl.gradcheck`` needs (it calls the function again and again)."""
     return lambda *tensors: Loops(forward_loops, backward_loops, *settings)(*tensors)
+
+
+def assert_same_outputs(got, expected, tolerance):
+    """A kernel's outputs (an array or a tuple of arrays) equal the expected ones: the same
+    shapes and dtypes, floats within ``tolerance`` (assert_allclose's rtol/atol), integers
+    exactly."""
+    got = got if isinstance(got, tuple) else (got,)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        assert g.shape == e.shape and g.dtype == e.dtype, (g.shape, g.dtype, e.shape, e.dtype)
+        if e.dtype.kind == "f":
+            np.testing.assert_allclose(g, e, **tolerance)
+        else:
+            np.testing.assert_array_equal(g, e)

@@ -27,6 +27,7 @@ from cnnlite.reference.dropout import counter_uniforms
 from cnnlite.errors import OpError
 from cnnlite.functional.pool import pool_window
 from cnnlite.reference import conv as reference_conv
+from helpers import assert_same_outputs
 
 COMPILER = host.compile_command()[0]
 pytestmark = pytest.mark.skipif(shutil.which(COMPILER) is None,
@@ -65,15 +66,7 @@ def tolerance(dtype):
 
 
 def assert_same(got, expected, dtype):
-    got = got if isinstance(got, tuple) else (got,)
-    expected = expected if isinstance(expected, tuple) else (expected,)
-    assert len(got) == len(expected)
-    for g, e in zip(got, expected):
-        assert g.shape == e.shape and g.dtype == e.dtype, (g.shape, g.dtype, e.shape, e.dtype)
-        if e.dtype.kind == "f":
-            np.testing.assert_allclose(g, e, **tolerance(dtype))
-        else:
-            np.testing.assert_array_equal(g, e)
+    assert_same_outputs(got, expected, tolerance(dtype))
 
 
 # ---------------------------------------------------------------------------------------------

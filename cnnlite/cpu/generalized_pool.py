@@ -18,6 +18,7 @@ from numba import njit, prange
 
 from cnnlite import memory
 from cnnlite.cpu.parallel import serial_when_small
+from cnnlite.cpu.pool import input_window  # no padding here: the windows start at i * stride
 from cnnlite.reference import contracts
 from cnnlite.reference.generalized_pool import (check_gradient, check_masks,
                                                 check_pool_arguments)
@@ -27,13 +28,6 @@ from cnnlite.reference.generalized_pool import (check_gradient, check_masks,
 def sigmoid(z):
     """(1 + tanh(z / 2)) / 2: 1 / (1 + e^-z) without overflow, as the reference loops."""
     return 0.5 * (1.0 + math.tanh(0.5 * z))
-
-
-@njit(cache=True, inline="always")
-def window(i, stride, kernel, size):
-    """(start, stop) of output i's window along one axis, clipped to the input 0..size."""
-    start = i * stride
-    return start, min(start + kernel, size)
 
 
 @njit(cache=True, inline="always")
@@ -72,9 +66,9 @@ def _gated_max_ave_pool2d_forward_kernel(x, gate, kernel_size, stride, output_si
     for plane in prange(n * c):
         b, ch = plane // c, plane % c
         for i in range(oh):
-            h0, h1 = window(i, stride[0], kernel_size[0], h)
+            h0, h1 = input_window(i, stride[0], 0, kernel_size[0], h)
             for j in range(ow):
-                w0, w1 = window(j, stride[1], kernel_size[1], w)
+                w0, w1 = input_window(j, stride[1], 0, kernel_size[1], w)
                 s = sigmoid(masked_sum(x, b, ch, h0, h1, w0, w1, gate))
                 largest, where, total = window_max_and_sum(x, b, ch, h0, h1, w0, w1)
                 y[b, ch, i, j] = s * largest + (1 - s) * total / ((h1 - h0) * (w1 - w0))
@@ -96,9 +90,9 @@ def _gated_max_ave_pool2d_backward_kernel(gy, x, gate, argmax, kernel_size, stri
     for plane in prange(n * c):
         b, ch = plane // c, plane % c
         for i in range(oh):
-            h0, h1 = window(i, stride[0], kernel_size[0], h)
+            h0, h1 = input_window(i, stride[0], 0, kernel_size[0], h)
             for j in range(ow):
-                w0, w1 = window(j, stride[1], kernel_size[1], w)
+                w0, w1 = input_window(j, stride[1], 0, kernel_size[1], w)
                 where = argmax[b, ch, i, j]
                 if not 0 <= where < h * w:
                     outside += 1
@@ -128,9 +122,9 @@ def _tree_pool2d_forward_kernel(x, leaf1, leaf2, gate, kernel_size, stride, outp
     for plane in prange(n * c):
         b, ch = plane // c, plane % c
         for i in range(oh):
-            h0, h1 = window(i, stride[0], kernel_size[0], h)
+            h0, h1 = input_window(i, stride[0], 0, kernel_size[0], h)
             for j in range(ow):
-                w0, w1 = window(j, stride[1], kernel_size[1], w)
+                w0, w1 = input_window(j, stride[1], 0, kernel_size[1], w)
                 s = sigmoid(masked_sum(x, b, ch, h0, h1, w0, w1, gate))
                 left = masked_sum(x, b, ch, h0, h1, w0, w1, leaf1)
                 right = masked_sum(x, b, ch, h0, h1, w0, w1, leaf2)
@@ -150,9 +144,9 @@ def _tree_pool2d_backward_kernel(gy, x, leaf1, leaf2, gate, kernel_size, stride)
     for plane in prange(n * c):
         b, ch = plane // c, plane % c
         for i in range(oh):
-            h0, h1 = window(i, stride[0], kernel_size[0], h)
+            h0, h1 = input_window(i, stride[0], 0, kernel_size[0], h)
             for j in range(ow):
-                w0, w1 = window(j, stride[1], kernel_size[1], w)
+                w0, w1 = input_window(j, stride[1], 0, kernel_size[1], w)
                 s = sigmoid(masked_sum(x, b, ch, h0, h1, w0, w1, gate))
                 left = masked_sum(x, b, ch, h0, h1, w0, w1, leaf1)
                 right = masked_sum(x, b, ch, h0, h1, w0, w1, leaf2)
