@@ -122,18 +122,28 @@ def _implementation() -> str | None:
 
 
 @contextlib.contextmanager
+def use_kernels(family: str):
+    """Run every hot op through the kernels of ``family`` inside this block, whatever the
+    device of its arrays: ``"reference"`` (the loops), ``"cpu"`` (numba) or ``"cuda"`` (the CUDA
+    launchers: on NumPy arrays only inside ``cnnlite.cuda.host.run_on_cpu``, which runs the
+    kernels through the host harness)."""
+    if family not in _FAMILY_MODULES:
+        raise ValueError(f"use_kernels: expected one of {tuple(_FAMILY_MODULES)}, got {family!r}")
+    previous = _implementation()
+    _state.implementation = family
+    try:
+        yield
+    finally:
+        _state.implementation = previous
+
+
 def use_reference():
     """Run every hot op through its readable reference loops inside this block.
 
     >>> with cl.backend.use_reference():
     ...     y = F.conv2d(x, w)      # im2col/col2im by the loops in cnnlite/reference
     """
-    previous = _implementation()
-    _state.implementation = "reference"
-    try:
-        yield
-    finally:
-        _state.implementation = previous
+    return use_kernels("reference")
 
 
 def _family_kernels(array):

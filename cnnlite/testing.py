@@ -83,7 +83,7 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
     for i in checked:
         x = inputs[i]
         analytic = np.zeros(x.shape) if x.grad is None else np.asarray(_to_numpy(x.grad))
-        numeric = _numerical_grad(fn, inputs, x, upstream, eps)
+        numeric = numerical_grad(fn, inputs, x, upstream, eps)
         error = np.abs(analytic - numeric)
         bad = error - (atol + rtol * np.abs(numeric))
         k = int(np.argmax(bad)) if bad.size else 0
@@ -107,7 +107,7 @@ def _to_numpy(a):
     return a.get() if backend.is_cupy_array(a) else a
 
 
-def _numerical_grad(fn, inputs, x, upstream, eps):
+def numerical_grad(fn, inputs, x, upstream, eps):
     """Central differences of sum(u * fn(inputs)) with respect to every element of ``x``."""
     flat = x.data.reshape(-1)
     grad = np.zeros(flat.size)

@@ -1,10 +1,12 @@
-"""Activations: gradients pass the float64 check through the fast kernels and through the
-reference loops, the two kernels agree, values and gradients equal PyTorch's, and bad input is
-reported with the op's name and the shapes. PReLU, RReLU in training, maxout and APL, which have
-no kernel, equal their loops in cnnlite.reference.activation in float64 and float32.
+"""Activations: what the op table (``cnnlite.optable``, run by tests/test_optable.py) does
+not say.
 
-Inputs stay away from kinks (|x| >= 0.1 for the ReLU family, hinges of APL away from every
-input, no ties inside a maxout group), so that a gradient check failure means a bug.
+The table checks every activation (relu and its family, sigmoid, tanh, softplus, the mobile
+ones, PReLU, maxout, APL) through every implementation: values against NumPy formulas, float64
+gradients against central differences, PyTorch parity, float32 and non-contiguous inputs, and
+the readable loops of PReLU, maxout and APL as Functions of their own. Here: stability at huge
+inputs, dtypes, routing through the kernel registry, RReLU in training (random slopes), the
+gradients at kinks, bad input, the layers.
 """
 import contextlib
 import math
@@ -18,6 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import cnnlite as cl
+from cnnlite import optable
 from cnnlite import backend, cpu, reference
 from cnnlite import functional as F
 from cnnlite.functional import activation
@@ -59,27 +62,6 @@ def away_from_softplus_switch(x, params):
     return bool(np.all(np.abs(params["beta"] * x - params["threshold"]) > 0.05))
 
 
-@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
-@pytest.mark.parametrize("name", ELEMENTWISE)
-@given(data=st.data())
-def test_elementwise_gradcheck(name, impl, data):
-    op, _, params_strategy = ELEMENTWISE[name]
-    params = data.draw(params_strategy)
-    x = data.draw(arrays(data.draw(shapes(max_dims=4, max_side=3)), min_magnitude=0.1))
-    assume(away_from_softplus_switch(x, params))
-    with implementation(impl):
-        cl.gradcheck(lambda t: op(t, **params), tensors_from([x]))
-
-
-@pytest.mark.parametrize("name", ELEMENTWISE)
-@given(data=st.data())
-def test_elementwise_matches_torch(name, data):
-    op, torch_op, params_strategy = ELEMENTWISE[name]
-    params = data.draw(params_strategy)
-    x = data.draw(arrays(data.draw(shapes(max_dims=4, max_side=4)), low=-6.0, high=6.0))
-    assert_matches_torch(lambda t: op(t, **params), lambda t: torch_op(t, **params), [x])
-
-
 @pytest.mark.parametrize("name", ["sigmoid", "softplus", "shifted_softplus", "elu", "selu",
                                   "tanh", "scaled_tanh"])
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
@@ -116,24 +98,6 @@ def test_both_families_register_the_same_activation_kernels():
     names = {f"{op}_{d}" for op in KERNEL_OPS for d in ("forward", "backward")}
     assert names <= set(reference.KERNELS) and names <= set(cpu.KERNELS)
     assert set(reference.activation.KERNELS) == set(cpu.activation.KERNELS)
-
-
-@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-6), (np.float64, 1e-13)])
-@pytest.mark.parametrize("op", KERNEL_OPS)
-@given(data=st.data())
-def test_fast_kernels_equal_reference_loops(op, dtype, rtol, data):
-    shape = data.draw(shapes(max_dims=4, max_side=5))
-    x = data.draw(arrays(shape, dtype=dtype, low=-8.0, high=8.0))
-    gy = data.draw(arrays(shape, dtype=dtype))
-    extra = KERNEL_HYPERPARAMETERS.get(op, ())
-    forward = [family[f"{op}_forward"](x, *extra) for family in (cpu.KERNELS, reference.KERNELS)]
-    # sigmoid and tanh write their derivative in y, the others in x.
-    saved = forward[0] if op in ("sigmoid", "tanh") else x
-    backward = [family[f"{op}_backward"](saved, gy, *extra)
-                for family in (cpu.KERNELS, reference.KERNELS)]
-    for fast, loops in (forward, backward):
-        assert fast.dtype == loops.dtype == dtype and fast.shape == loops.shape == shape
-        np.testing.assert_allclose(fast, loops, rtol=rtol, atol=1e-30)
 
 
 def test_ops_run_through_the_kernel_registry(monkeypatch, rng):
@@ -222,18 +186,6 @@ def prelu_inputs(draw, low=-2.0, high=2.0, min_magnitude=0.1):
     return x, weight
 
 
-@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
-@given(inputs=prelu_inputs())
-def test_prelu_gradcheck_for_x_and_weight(impl, inputs):
-    with implementation(impl):
-        cl.gradcheck(F.prelu, tensors_from(inputs))
-
-
-@given(inputs=prelu_inputs(low=-5.0, high=5.0, min_magnitude=0.0))
-def test_prelu_matches_torch(inputs):
-    assert_matches_torch(F.prelu, TF.prelu, list(inputs))
-
-
 def test_prelu_with_a_shared_slope_takes_any_shape():
     x = cl.tensor(np.array([-2.0, 3.0]))
     np.testing.assert_allclose(F.prelu(x, cl.tensor(np.array([0.25]))).data, [-0.5, 3.0])
@@ -273,23 +225,6 @@ def maxout_inputs(draw, max_side=3):
     return x, pieces
 
 
-@given(inputs=maxout_inputs())
-def test_maxout_gradcheck(inputs):
-    x, pieces = inputs
-    cl.gradcheck(lambda t: F.maxout(t, pieces), tensors_from([x]))
-
-
-def torch_maxout(x, pieces):
-    n, c = x.shape[:2]
-    return x.reshape(n, c // pieces, pieces, *x.shape[2:]).amax(dim=2)
-
-
-@given(inputs=maxout_inputs(max_side=4))
-def test_maxout_matches_torch(inputs):
-    x, pieces = inputs
-    assert_matches_torch(lambda t: F.maxout(t, pieces), lambda t: torch_maxout(t, pieces), [x])
-
-
 @pytest.mark.parametrize("shape, pieces, message", [
     ((2, 5, 3, 3), 2, r"maxout: .*C divisible by pieces=2, got x \(2, 5, 3, 3\)"),
     ((6,), 2, r"maxout: expected x of shape \(N, C, \.\.\.\).*got x \(6,\)"),
@@ -324,18 +259,6 @@ def torch_apl(x, a, b):
     return torch.relu(x) + (a.reshape(view) * torch.relu(b.reshape(view) - x)).sum(dim=0)
 
 
-@pytest.mark.parametrize("per_channel", [True, False], ids=["per_channel", "shared"])
-@given(data=st.data())
-def test_apl_gradcheck_for_x_a_and_b(per_channel, data):
-    cl.gradcheck(F.apl, tensors_from(data.draw(apl_inputs(per_channel))))
-
-
-@pytest.mark.parametrize("per_channel", [True, False], ids=["per_channel", "shared"])
-@given(data=st.data())
-def test_apl_matches_its_formula_written_in_torch(per_channel, data):
-    assert_matches_torch(F.apl, torch_apl, list(data.draw(apl_inputs(per_channel))))
-
-
 def test_apl_with_zero_slopes_is_relu(rng):
     x = rng.standard_normal((2, 3, 4))
     y = F.apl(cl.tensor(x), cl.tensor(np.zeros((2, 3))), cl.tensor(np.ones((2, 3))))
@@ -356,53 +279,15 @@ def test_apl_rejects_hinges_that_do_not_fit_x(a_shape, b_shape, x_shape):
               cl.tensor(np.ones(b_shape)))
 
 
-# --- PReLU, RReLU in training, maxout and APL equal their loops ----------------------------------
-#
-# These ops have one vectorised version, not a kernel of the registry; the loops at the end of
-# cnnlite.reference.activation are their ground truth. Each check runs the op in float64 and
-# float32 on drawn inputs (away from kinks and ties) with a random upstream gradient, and
-# compares its value and the gradient of every input with the loops'. The loops themselves pass
-# the float64 central-difference check.
+# --- RReLU in training equals its loops; a planted wrong gradient is caught ----------------------
 
 DTYPES = [np.float64, np.float32]
 
 
-@st.composite
-def prelu_loop_inputs(draw, slope):
-    """x (N, C, ...) with one slope per channel, or x of any shape with one shared slope."""
-    shape = draw(shapes(min_dims=0 if slope == "shared" else 2, max_dims=4, max_side=3))
-    x = draw(arrays(shape, min_magnitude=0.1))
-    weight = draw(arrays((1,) if slope == "shared" else (shape[1],), low=-0.5, high=0.5))
-    return x, weight
-
-
-def assert_prelu_equals_loops(x, weight):
-    upstream = random_upstream(x.shape, x.dtype)
-    y, (gx, gweight) = cnnlite_grads(F.prelu, [x, weight], upstream)
-    loops_gx, loops_gweight = activation_loops.prelu_backward(x, weight, upstream)
-    assert_equal_to_loops(y.data, activation_loops.prelu_forward(x, weight))
-    assert_equal_to_loops(gx, loops_gx)
-    assert_equal_to_loops(gweight, loops_gweight)
-
-
-@pytest.mark.parametrize("slope", ["per_channel", "shared"])
-@pytest.mark.parametrize("dtype", DTYPES)
-@given(data=st.data())
-def test_prelu_equals_its_loops(slope, dtype, data):
-    x, weight = data.draw(prelu_loop_inputs(slope))
-    assert_prelu_equals_loops(x.astype(dtype), weight.astype(dtype))
-
-
-@pytest.mark.parametrize("slope", ["per_channel", "shared"])
-@given(data=st.data())
-def test_prelu_loops_gradcheck(slope, data):
-    cl.gradcheck(loops_function(activation_loops.prelu_forward, activation_loops.prelu_backward),
-                 tensors_from(data.draw(prelu_loop_inputs(slope))))
-
-
-def test_a_wrong_sign_in_the_prelu_weight_gradient_is_caught(monkeypatch, rng):
-    x, weight = rng.uniform(-2, -0.1, size=(2, 3, 2)), np.array([0.1, 0.2, 0.3])
-    assert_prelu_equals_loops(x, weight)
+def test_a_wrong_sign_in_the_prelu_weight_gradient_is_caught(monkeypatch):
+    """The table's gradient check of prelu fails at the weight (input 1) when its gradient
+    has the wrong sign."""
+    assert optable.check_op("prelu", "numpy").passed
     correct_backward = activation.PReLU.backward
 
     def backward_with_the_weight_gradient_negated(self, gy):
@@ -410,8 +295,8 @@ def test_a_wrong_sign_in_the_prelu_weight_gradient_is_caught(monkeypatch, rng):
         return gx, -gweight
 
     monkeypatch.setattr(activation.PReLU, "backward", backward_with_the_weight_gradient_negated)
-    with pytest.raises(AssertionError):
-        assert_prelu_equals_loops(x, weight)
+    result = optable.check_op("prelu", "numpy")
+    assert result.status == "wrong gradient" and result.detail.startswith("input 1")
 
 
 def assert_rrelu_training_equals_loops(x):
@@ -435,53 +320,6 @@ def test_rrelu_training_loops_gradcheck(x):
     cl.gradcheck(loops_function(activation_loops.rrelu_training_forward,
                                 activation_loops.rrelu_training_backward, slopes),
                  tensors_from([x]))
-
-
-def assert_maxout_equals_loops(x, pieces):
-    expected_y = activation_loops.maxout_forward(x, pieces)
-    upstream = random_upstream(expected_y.shape, x.dtype)
-    y, (gx,) = cnnlite_grads(lambda t: F.maxout(t, pieces), [x], upstream)
-    assert_equal_to_loops(y.data, expected_y)
-    assert_equal_to_loops(gx, activation_loops.maxout_backward(x, upstream, pieces))
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@given(inputs=maxout_inputs())
-def test_maxout_equals_its_loops(dtype, inputs):
-    x, pieces = inputs
-    assert_maxout_equals_loops(x.astype(dtype), pieces)
-
-
-@given(inputs=maxout_inputs())
-def test_maxout_loops_gradcheck(inputs):
-    x, pieces = inputs
-    cl.gradcheck(loops_function(activation_loops.maxout_forward,
-                                activation_loops.maxout_backward, pieces), tensors_from([x]))
-
-
-def assert_apl_equals_loops(x, a, b):
-    upstream = random_upstream(x.shape, x.dtype)
-    y, (gx, ga, gb) = cnnlite_grads(F.apl, [x, a, b], upstream)
-    loops_gx, loops_ga, loops_gb = activation_loops.apl_backward(x, a, b, upstream)
-    assert_equal_to_loops(y.data, activation_loops.apl_forward(x, a, b))
-    assert_equal_to_loops(gx, loops_gx)
-    assert_equal_to_loops(ga, loops_ga)
-    assert_equal_to_loops(gb, loops_gb)
-
-
-@pytest.mark.parametrize("per_channel", [True, False], ids=["per_channel", "shared"])
-@pytest.mark.parametrize("dtype", DTYPES)
-@given(data=st.data())
-def test_apl_equals_its_loops(per_channel, dtype, data):
-    inputs = data.draw(apl_inputs(per_channel, step=0.4))
-    assert_apl_equals_loops(*[array.astype(dtype) for array in inputs])
-
-
-@pytest.mark.parametrize("per_channel", [True, False], ids=["per_channel", "shared"])
-@given(data=st.data())
-def test_apl_loops_gradcheck(per_channel, data):
-    cl.gradcheck(loops_function(activation_loops.apl_forward, activation_loops.apl_backward),
-                 tensors_from(data.draw(apl_inputs(per_channel, step=0.4))))
 
 
 # --- the module ----------------------------------------------------------------------------------
@@ -512,20 +350,6 @@ def mobile_input(data, kinks):
     x = data.draw(arrays(data.draw(shapes(max_dims=4, max_side=4)), low=-8.0, high=8.0))
     assume(all(np.all(np.abs(x - kink) > 0.05) for kink in kinks))
     return x
-
-
-@pytest.mark.parametrize("name", MOBILE)
-@given(data=st.data())
-def test_mobile_activation_gradcheck(name, data):
-    op, _, kinks = MOBILE[name]
-    cl.gradcheck(op, tensors_from([mobile_input(data, kinks)]))
-
-
-@pytest.mark.parametrize("name", MOBILE)
-@given(data=st.data())
-def test_mobile_activation_matches_torch(name, data):
-    op, torch_op, kinks = MOBILE[name]
-    assert_matches_torch(op, torch_op, [mobile_input(data, kinks)])
 
 
 @pytest.mark.parametrize("name", ["relu6", "hardsigmoid", "hardswish"])

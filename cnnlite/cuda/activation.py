@@ -17,8 +17,8 @@ def _forward(name, x, *parameters):
     xp = backend.array_module(x)
     dtype = float_dtype(name, x)
     getattr(contracts, name)(x, *parameters)
+    y = xp.empty(x.shape, dtype=dtype)  # before ascontiguousarray, which makes a 0-d array 1-d
     x = xp.ascontiguousarray(x)
-    y = xp.empty(x.shape, dtype=dtype)
     launch(kernel_function("activation", name, dtype, x), x.size,
            (x, y, *int64s(x.size), *(dtype.type(p) for p in parameters)))
     return y
@@ -29,9 +29,9 @@ def _backward(name, x_or_y, gy, *parameters):
     xp = backend.array_module(gy)
     dtype = float_dtype(name, gy)
     getattr(contracts, name)(x_or_y, gy, *parameters)
+    gx = xp.empty(gy.shape, dtype=dtype)  # before ascontiguousarray, which makes 0-d 1-d
     gy = xp.ascontiguousarray(gy)
     x_or_y = xp.ascontiguousarray(x_or_y, dtype=dtype)
-    gx = xp.empty(gy.shape, dtype=dtype)
     launch(kernel_function("activation", name, dtype, gy), gy.size,
            (x_or_y, gy, gx, *int64s(gy.size), *(dtype.type(p) for p in parameters)))
     return gx

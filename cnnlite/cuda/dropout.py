@@ -22,9 +22,10 @@ def dropout_forward(x, p, seed):
     xp = backend.array_module(x)
     dtype = float_dtype("dropout_forward", x)
     contracts.dropout_forward(x, p, seed)
-    x = xp.ascontiguousarray(x)
+    # The outputs take x's shape before ascontiguousarray, which makes a 0-d array 1-d.
     y = xp.empty(x.shape, dtype=dtype)
     mask = xp.empty(x.shape, dtype=dtype)
+    x = xp.ascontiguousarray(x)
     scale = 1 / (1 - p) if p < 1 else 0.0
     launch(kernel_function("dropout", "dropout_forward", dtype, x), x.size,
            (x, y, mask, *int64s(x.size), np.float64(p), np.uint64(seed % 2**64),
