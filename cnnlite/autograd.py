@@ -18,8 +18,11 @@ one of those arrays was changed in place in between.
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
+import inspect
 import itertools
+import types
 import weakref
 from dataclasses import dataclass
 
@@ -29,6 +32,11 @@ _grad_enabled = True
 
 #: While ``cnnlite.summary`` walks a model: the tracer that sees every op (see ``tracing``).
 _tracer = None
+
+#: The modules whose forward is running, outermost first (``module_scope``, entered by
+#: ``Module.__call__``). Every Function keeps the scope it ran in, so that a drawing of the graph
+#: can group a ResNet's hundreds of ops into its blocks.
+_module_scope = ()
 
 
 def is_grad_enabled() -> bool:
@@ -73,6 +81,18 @@ def tracing(tracer):
         _tracer = previous
 
 
+@contextlib.contextmanager
+def module_scope(module):
+    """Functions created inside this block remember ``module`` as their innermost module."""
+    global _module_scope
+    previous = _module_scope
+    _module_scope = previous + (module,)
+    try:
+        yield
+    finally:
+        _module_scope = previous
+
+
 def _shapes(arrays) -> str:
     return ", ".join(str(tuple(a.shape)) for a in arrays)
 
@@ -105,6 +125,43 @@ def _out_of_memory_error(what, error):
     return gpu_out_of_memory_error(what, error)
 
 
+class _callable_on_class:
+    """Makes ``Function.apply`` work both on an object and on the class.
+
+    cnnlite's convention is one Function object per call, ``Square()(x)``, so that an op can
+    keep its constructor arguments (``Conv2d(stride=2)``) and what it saved for backward.
+    Readers coming from PyTorch write ``Square.apply(x)``; a plain method would then take ``x``
+    for ``self``. This descriptor hands out the ordinary bound method on an object and, on the
+    class, a function that first makes a fresh object with no constructor arguments.
+    """
+
+    def __init__(self, method):
+        self.method = method
+        functools.update_wrapper(self, method)
+
+    def __get__(self, function, cls):
+        if function is not None:
+            return types.MethodType(self.method, function)
+
+        @functools.wraps(self.method)
+        def apply_on_a_fresh_object(*inputs):
+            return self.method(_fresh_function(cls), *inputs)
+        return apply_on_a_fresh_object
+
+
+def _fresh_function(cls) -> "Function":
+    """``cls()``, or a TypeError naming the constructor arguments ``cls.apply`` cannot guess."""
+    constructor = inspect.signature(cls)
+    try:
+        constructor.bind()
+    except TypeError:
+        raise TypeError(f"{cls.__name__}.apply(...) needs a {cls.__name__} object, and "
+                        f"{cls.__name__}{constructor} takes arguments: construct it first, "
+                        f"{cls.__name__}(...)(*inputs) or {cls.__name__}(...).apply(*inputs)"
+                        ) from None
+    return cls()
+
+
 class Function:
     """One differentiable operation on raw arrays.
 
@@ -114,11 +171,15 @@ class Function:
     * ``backward(*gys) -> gx or tuple of gxs``: given dL/dy for each output, return dL/dx for
       each input (``None`` for inputs that need no gradient, see ``self.needs_input_grad``).
 
-    A Function object is used once: ``Mul()(a, b)``. The functional API wraps that call.
+    A Function object is used once: ``Mul()(a, b)``, or ``Mul.apply(a, b)`` which makes the
+    object for you (ops with constructor arguments: ``Conv2d(stride=2)(x, w)``). The functional
+    API wraps that call.
     """
 
     generation = 0
     saved = None
+    #: The modules that were running when the op ran, outermost first (see ``module_scope``).
+    scope = ()
     #: What the op computes in (``cnnlite.dtypes``): FLOAT promotes bool and integer inputs and
     #: refuses float16 and complex; NUMERIC (arithmetic, shapes) takes any real dtype.
     dtypes = dtypes.FLOAT
@@ -148,6 +209,7 @@ class Function:
     def __call__(self, *inputs):
         return self.apply(*inputs)
 
+    @_callable_on_class
     def apply(self, *inputs):
         from cnnlite.tensor import Tensor
 
@@ -182,6 +244,7 @@ class Function:
             self.outputs = [weakref.ref(y) for y in outputs]
             self.output_specs = [(y.shape, y.dtype) for y in outputs]
             self.generation = max(t.generation for t in tensors) + 1
+            self.scope = _module_scope
             for y in outputs:
                 y.creator = self
                 y.generation = self.generation
@@ -235,18 +298,58 @@ def _check_same_device(tensors, op_name):
 # The backward walk.
 
 
-@dataclass
+@dataclass(repr=False)
 class BackwardStep:
-    """One step of the backward pass, as ``iter_backward`` yields it (for notebooks)."""
+    """One step of the backward pass: one Function turns dL/d(outputs) into dL/d(inputs).
+
+    ``iter_backward`` yields one per Function; ``cnnlite.viz.Stepper`` shows each as a card in
+    Jupyter (``_repr_html_``), ``str(step)`` as a few lines for a terminal.
+
+    Attributes
+    ----------
+    function : Function
+        The op of this step; ``step.inputs`` are its input Tensors.
+    grad_outputs : tuple of arrays
+        dL/d(output), one per output, complete (zeros for an output that nothing used).
+    grad_inputs : tuple of arrays or None
+        dL/d(input), one per input: what this step passes on (``None``: that input needs none).
+    index, total : int
+        The step's place in the walk, counting from 1, and the number of Functions it visits.
+    outputs : tuple of arrays or None
+        The op's forward results (``None`` for an output Tensor already garbage collected).
+    """
 
     function: Function
     grad_outputs: tuple
     grad_inputs: tuple
+    index: int
+    total: int
+    outputs: tuple
+
+    @property
+    def inputs(self) -> tuple:
+        return tuple(self.function.inputs)
+
+    @property
+    def destinations(self) -> tuple:
+        """Where each of ``grad_inputs`` goes, in words: ``"leaf 'x'"``, ``"parameter
+        fc.weight"``, ``"output 0 of Mul"``, or ``"needs no gradient"``."""
+        from cnnlite.viz.stepper import destinations
+        return destinations(self)
 
     def __repr__(self):
         outs = ", ".join(str(None if g is None else tuple(g.shape)) for g in self.grad_outputs)
         ins = ", ".join(str(None if g is None else tuple(g.shape)) for g in self.grad_inputs)
-        return f"<{self.function.name}: grad outputs [{outs}] -> grad inputs [{ins}]>"
+        return (f"<step {self.index}/{self.total} {self.function.name}: grad outputs [{outs}] "
+                f"-> grad inputs [{ins}]>")
+
+    def __str__(self):
+        from cnnlite.viz.stepper import step_text
+        return step_text(self)
+
+    def _repr_html_(self):
+        from cnnlite.viz.stepper import step_card
+        return step_card(self)
 
 
 def _initial_grad(root, grad):
@@ -305,61 +408,68 @@ def _finish_tensor_grad(tensor, g):
     return g
 
 
+def count_functions(root) -> int:
+    """How many Functions ``backward()`` from ``root`` visits (a step's ``total``).
+
+    They are the Functions reachable from ``root.creator`` through inputs that require grad,
+    counted before the walk so that a step can say "step 3 of 7". (An op whose backward returns
+    ``None`` for an input that requires grad would cut that branch short.)
+    """
+    if root.creator is None:
+        return 0
+    seen = {id(root.creator)}
+    stack = [root.creator]
+    while stack:
+        for x in stack.pop().inputs:
+            if x.requires_grad and x.creator is not None and id(x.creator) not in seen:
+                seen.add(id(x.creator))
+                stack.append(x.creator)
+    return len(seen)
+
+
 def iter_backward(root, grad=None, retain_graph=False):
     """Walk the graph behind ``root`` backwards, yielding a ``BackwardStep`` per Function.
 
-    ``Tensor.backward`` simply exhausts this generator; a notebook can step through it::
+    ``Tensor.backward`` simply exhausts this generator; a notebook can step through it (or use
+    ``cnnlite.viz.Stepper``, which shows each step as a card)::
 
         for step in cl.autograd.iter_backward(loss):
-            print(step)      # <Mul: grad outputs [(3,)] -> grad inputs [(3,), (3,)]>
+            print(repr(step))   # <step 2/3 Mul: grad outputs [(3,)] -> grad inputs [(3,), (3,)]>
+
+    The leaves' ``.grad`` are stored when the generator finishes, after the last step.
     """
     if not root.requires_grad:
         raise RuntimeError("backward(): this tensor does not require grad and has no graph; "
                            "create its inputs with requires_grad=True")
-    grads = {id(root): _initial_grad(root, grad)}
+    grads = {id(root): _initial_grad(root, grad)}  # id(tensor) -> dL/d(tensor), summed so far
     if root.creator is None:
         _finish_tensor_grad(root, grads.pop(id(root)))
         return
 
+    total = count_functions(root)
     counter = itertools.count()  # tie-breaker: the heap never compares Functions
     heap = [(-root.creator.generation, next(counter), root.creator)]
-    queued = {id(root.creator)}
-    leaves = {}
+    queued = {id(root.creator)}  # each Function goes on the heap once
+    leaves = {}                  # id(leaf) -> leaf, for the leaves that receive a gradient
+    index = 0
+    # Each turn: pop the newest Function (the gradients of its outputs are complete), finish
+    # those gradients (hooks, retain_grad), run ``_run_backward``, add each input's gradient
+    # into ``grads`` (noting leaves in ``leaves``, pushing other creators on the heap once),
+    # and describe the turn in ``step``.
     while heap:
+        index += 1
+        # BEGIN SOLUTION
         _, _, function = heapq.heappop(heap)
         outputs = [ref() for ref in function.outputs]
         gys = []
         for y in outputs:
             g = None if y is None else grads.pop(id(y), None)
-            if g is not None:
-                g = _finish_tensor_grad(y, g)
-            gys.append(g)
+            gys.append(None if g is None else _finish_tensor_grad(y, g))
         xp = backend.array_module(function.inputs[0].data)
         # An output nobody used (or that was garbage collected) gets a zero gradient.
         gys = tuple(xp.zeros(shape, dtype) if g is None else g
                     for (shape, dtype), g in zip(function.output_specs, gys))
-
-        if function._had_saved and function.saved is None:
-            raise RuntimeError(
-                f"{function.name}: trying to run backward through the graph a second time, but "
-                f"the arrays it saved were freed after the first backward(). Pass "
-                f"retain_graph=True to the first backward() if you need to walk it again.")
-        function._check_saved_versions()
-        try:
-            gxs = function.backward(*gys)
-        except _gpu_out_of_memory() as error:
-            raise _out_of_memory_error(f"{function.name} (backward, gradient shapes "
-                                       f"{_shapes(gys)})", error) from error
-        except MemoryError as error:
-            if not _from_host_allocation(error):
-                raise
-            raise _host_out_of_memory_error(f"{function.name} (backward, gradient shapes "
-                                            f"{_shapes(gys)})", error) from error
-        gxs = gxs if isinstance(gxs, tuple) else (gxs,)
-        _check_grad_inputs(function, gxs)
-        if not retain_graph:
-            function.saved = None
-        yield BackwardStep(function, gys, gxs)
+        gxs = _run_backward(function, gys, retain_graph)
 
         for x, gx in zip(function.inputs, gxs):
             if gx is None or not x.requires_grad:
@@ -372,9 +482,38 @@ def iter_backward(root, grad=None, retain_graph=False):
             elif id(x.creator) not in queued:
                 queued.add(id(x.creator))
                 heapq.heappush(heap, (-x.creator.generation, next(counter), x.creator))
+        step = BackwardStep(function, gys, gxs, index, total,
+                            tuple(None if y is None else y.data for y in outputs))
+        # END SOLUTION
+        yield step
 
     for key, leaf in leaves.items():
         _finish_tensor_grad(leaf, grads.pop(key))
+
+
+def _run_backward(function, gys, retain_graph):
+    """``function.backward(*gys)`` as a tuple, checked, its saved arrays freed after."""
+    if function._had_saved and function.saved is None:
+        raise RuntimeError(
+            f"{function.name}: trying to run backward through the graph a second time, but "
+            f"the arrays it saved were freed after the first backward(). Pass "
+            f"retain_graph=True to the first backward() if you need to walk it again.")
+    function._check_saved_versions()
+    try:
+        gxs = function.backward(*gys)
+    except _gpu_out_of_memory() as error:
+        raise _out_of_memory_error(f"{function.name} (backward, gradient shapes "
+                                   f"{_shapes(gys)})", error) from error
+    except MemoryError as error:
+        if not _from_host_allocation(error):
+            raise
+        raise _host_out_of_memory_error(f"{function.name} (backward, gradient shapes "
+                                        f"{_shapes(gys)})", error) from error
+    gxs = gxs if isinstance(gxs, tuple) else (gxs,)
+    _check_grad_inputs(function, gxs)
+    if not retain_graph:
+        function.saved = None
+    return gxs
 
 
 def _check_grad_inputs(function, gxs):

@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from cnnlite import backend
+from cnnlite import autograd, backend
 from cnnlite.errors import ArgumentTypeError, OpError
 from cnnlite.nn.parameter import Parameter
 from cnnlite.nn.state_dict import LoadReport, load_into
@@ -335,7 +335,8 @@ class Module:
             replaced = hook(self, inputs)
             if replaced is not None:
                 inputs = replaced if isinstance(replaced, tuple) else (replaced,)
-        output = self.forward(*inputs, **kwargs)
+        with autograd.module_scope(self):
+            output = self.forward(*inputs, **kwargs)
         for hook in list(self._forward_hooks.values()):
             replaced = hook(self, inputs, output)
             if replaced is not None:
