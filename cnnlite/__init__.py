@@ -12,7 +12,8 @@ from cnnlite import tbb
 tbb.preload()  # before anything can start numba's threads: see cnnlite/tbb.py
 
 from cnnlite.tensor import Tensor, tensor  # noqa: E402  (it gives Tensor its operators)
-from cnnlite import backend, cuda, data, functional, io, models, nn, optim, train  # noqa: E402
+from cnnlite import (backend, cuda, data, functional, io, models, nn, optim, train,  # noqa: E402
+                     viz)
 from cnnlite.autograd import Function, enable_grad, is_grad_enabled, no_grad
 from cnnlite.backend import DeviceError
 from cnnlite.errors import OpError
@@ -29,5 +30,5 @@ __all__ = [
     "abs", "clip", "concat", "exp", "log", "matmul", "maximum", "pad", "split", "sqrt", "stack",
     "where",
     "autograd", "backend", "cuda", "data", "functional", "io", "models", "nn", "optim", "testing",
-    "train",
+    "train", "viz",
 ]

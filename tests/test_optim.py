@@ -394,14 +394,14 @@ def test_scheduler_keeps_bias_lr_at_twice_the_weight_lr():
     assert biases == pytest.approx(2 * weights) and weights == pytest.approx(0.01 * 0.7 ** 2)
 
 
-def test_plot_schedule_draws_every_group_and_saves(tmp_path):
+def test_plot_lr_schedule_draws_every_group_and_saves(tmp_path):
     scheduler = sched.MultiStepLR(sgd_with_groups(), milestones=[5, 8])
-    figure = sched.plot_schedule(scheduler, 12, path=tmp_path / "lr.png")
+    figure = cl.viz.plot_lr_schedule(scheduler, 12, path=tmp_path / "lr.png")
     lines = figure.axes[0].get_lines()
     assert len(lines) == 2
     np.testing.assert_allclose(lines[1].get_ydata(), [scheduler.lr_at(t)[1] for t in range(12)])
     assert (tmp_path / "lr.png").stat().st_size > 0
     assert scheduler.iteration == 0
 
-    curve = sched.plot_schedule(lambda t: sched.poly_lr(t, 0.1, 20, 0.5), range(0, 20, 2))
+    curve = cl.viz.plot_lr_schedule(lambda t: sched.poly_lr(t, 0.1, 20, 0.5), range(0, 20, 2))
     np.testing.assert_allclose(curve.axes[0].get_lines()[0].get_xdata(), range(0, 20, 2))

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 
@@ -38,7 +38,7 @@ from cnnlite.validate import integer, probability, real
 __all__ = ["step_lr", "multistep_lr", "exponential_lr", "poly_lr", "cosine_lr",
            "linear_cosine_lr", "warmup_factor", "POLY_POWERS", "LRScheduler", "StepLR",
            "MultiStepLR", "ExponentialLR", "PolyLR", "CosineAnnealingLR", "LinearCosineLR",
-           "LinearWarmup", "plot_schedule"]
+           "LinearWarmup"]
 
 #: The poly powers of Mishkin et al.'s learning-rate experiment, by their name there.
 POLY_POWERS = {"linear": 1.0, "square": 2.0, "square_root": 0.5}
@@ -292,39 +292,3 @@ class LinearWarmup(LRScheduler):
     def __repr__(self):
         return (f"LinearWarmup({self.scheduler!r}, warmup_iters={self.warmup_iters}, "
                 f"start_factor={self.start_factor})")
-
-
-def plot_schedule(schedule: LRScheduler | Callable[[int], float], iterations: int | Iterable,
-                  path: str | None = None, title: str | None = None):
-    """Plot the learning rate over ``iterations`` (a count, or the iterations to show).
-
-    ``schedule`` is a scheduler (one line per parameter group, from ``lr_at``, which changes
-    nothing) or a function ``lr(iteration)``. Drawn on matplotlib's Agg canvas, so it works
-    without a display; saved to ``path`` when given. Returns the matplotlib Figure.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    steps = list(range(iterations)) if isinstance(iterations, int) else list(iterations)
-    if isinstance(schedule, LRScheduler):
-        per_group = np.array([schedule.lr_at(t) for t in steps]).T
-        labels = [f"group {g}" for g in range(len(per_group))]
-        name = title or repr(schedule)
-    else:
-        per_group = np.array([[schedule(t) for t in steps]])
-        labels = [getattr(schedule, "__name__", "lr")]
-        name = title or labels[0]
-    figure = Figure(figsize=(6, 3.5))
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    for values, label in zip(per_group, labels):
-        axes.plot(steps, values, label=label)
-    axes.set_xlabel("iteration")
-    axes.set_ylabel("learning rate")
-    axes.set_title(name, fontsize=9)
-    if len(labels) > 1:
-        axes.legend()
-    figure.tight_layout()
-    if path is not None:
-        figure.savefig(path)
-    return figure
