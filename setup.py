@@ -19,7 +19,8 @@ setup(
     # host/ holds the harness that runs the kernels on the CPU (for tests and for stepping
     # through a kernel without a GPU).
     package_data={"cnnlite.kernels": ["*.cu", "*.cuh", "*.h", "host/*.h", "host/*.cpp"],
-                  "cnnlite.experiments": ["sweeps/*.toml"]},
+                  "cnnlite.experiments": ["sweeps/*.toml"],
+                  "cnnlite.assignment": ["assignments/*.toml"]},
     install_requires=[
         "numpy>=1.24",
         "numba>=0.59",
@@ -38,6 +39,10 @@ setup(
         "dask[distributed]>=2026.8.0",
         # Sweep files are TOML: tomllib is in the standard library from Python 3.11.
         'tomli>=2.0; python_version < "3.11"',
+        # Drawing the autograd graph (cnnlite.viz.draw_graph) as SVG: the Python package writes
+        # the dot language and runs Graphviz's `dot` program when the system has it; without
+        # `dot`, cnnlite lays the graph out itself with matplotlib.
+        "graphviz>=0.20",
         # Limits BLAS threads alongside numba's (cnnlite.backend.cpu_threads).
         "threadpoolctl>=3",
         # numba runs its parallel loops on TBB's workers when TBB is installed. Its default

@@ -27,6 +27,7 @@ def sum_to(g, shape):
     if not hasattr(g, "dtype"):
         g = np.asarray(g)
     shape = _sum_to_shape(g, shape)
+    # BEGIN SOLUTION
     if g.shape == shape:
         return g
     lead = g.ndim - len(shape)
@@ -34,6 +35,7 @@ def sum_to(g, shape):
                                       if n == 1 and g.shape[lead + i] != 1)
     g = g.sum(axis=axes, keepdims=True)
     return g.reshape(shape)
+    # END SOLUTION
 
 
 def _sum_to_shape(g, shape):
@@ -113,8 +115,10 @@ class Mul(BroadcastBinary):
         return a * b
 
     def backward(self, gy):
+        # BEGIN SOLUTION
         a, b = self.saved
         return self.reduce_grads(gy * b, gy * a)
+        # END SOLUTION
 
 
 class Div(BroadcastBinary):
@@ -200,8 +204,10 @@ class Exp(Function):
         return y
 
     def backward(self, gy):
+        # BEGIN SOLUTION
         (y,) = self.saved
         return gy * y
+        # END SOLUTION
 
 
 class Log(Function):
@@ -322,6 +328,7 @@ class MatMul(Function):
         return a @ b
 
     def backward(self, gy):
+        # BEGIN SOLUTION
         a, b = self.saved
         xp = backend.array_module(gy)
         a2 = a[None, :] if a.ndim == 1 else a
@@ -336,6 +343,7 @@ class MatMul(Function):
         if self.needs_input_grad[1]:
             gb = sum_to(xp.swapaxes(a2, -1, -2) @ gy, b2.shape).reshape(b.shape)
         return ga, gb
+        # END SOLUTION
 
 
 class Copy(Function):

@@ -54,7 +54,9 @@ class Sum(Reduction):
         return x.sum(axis=self.axes, keepdims=self.keepdims)
 
     def backward(self, gy):
+        # BEGIN SOLUTION
         return self.spread(gy)
+        # END SOLUTION
 
 
 class Mean(Reduction):

@@ -39,6 +39,7 @@ def batch_norm_statistics(x):
     An empty batch (M = 0) has no statistics: NaN, as NumPy's mean of nothing.
     """
     contracts.batch_norm_statistics(x)
+    # BEGIN SOLUTION
     N, C, L = x.shape
     count = N * L
     if count == 0:
@@ -58,6 +59,7 @@ def batch_norm_statistics(x):
                 total += (float(x[n, c, l]) - float(mean[c])) ** 2
         var[c] = total / count
     return mean, var
+    # END SOLUTION
 
 
 def batch_norm_forward(x, mean, inv_std, weight, bias):
@@ -66,6 +68,7 @@ def batch_norm_forward(x, mean, inv_std, weight, bias):
     x: (N, C, L); mean, inv_std, weight, bias: (C,). Returns y: (N, C, L).
     """
     contracts.batch_norm_forward(x, mean, inv_std, weight, bias)
+    # BEGIN SOLUTION
     N, C, L = x.shape
     y = np.empty_like(x)
     for n in range(N):
@@ -74,6 +77,7 @@ def batch_norm_forward(x, mean, inv_std, weight, bias):
                 x_hat = (x[n, c, l] - mean[c]) * inv_std[c]
                 y[n, c, l] = x_hat * weight[c] + bias[c]
     return y
+    # END SOLUTION
 
 
 def batch_norm_grad_statistics(gy, x, mean, inv_std):
@@ -84,6 +88,7 @@ def batch_norm_grad_statistics(gy, x, mean, inv_std):
     gradients of the bias and the weight.
     """
     contracts.batch_norm_grad_statistics(gy, x, mean, inv_std)
+    # BEGIN SOLUTION
     N, C, L = x.shape
     grad_bias = np.empty(C, dtype=gy.dtype)
     grad_weight = np.empty(C, dtype=gy.dtype)
@@ -98,6 +103,7 @@ def batch_norm_grad_statistics(gy, x, mean, inv_std):
         grad_bias[c] = sum_gy
         grad_weight[c] = sum_gy_x_hat
     return grad_bias, grad_weight
+    # END SOLUTION
 
 
 def batch_norm_backward(gy, x, mean, inv_std, weight, grad_weight, grad_bias):
@@ -112,6 +118,7 @@ def batch_norm_backward(gy, x, mean, inv_std, weight, grad_weight, grad_bias):
     x moves every x_hat of its channel. gy, x: (N, C, L); the rest (C,). Returns gx: (N, C, L).
     """
     contracts.batch_norm_backward(gy, x, mean, inv_std, weight, grad_weight, grad_bias)
+    # BEGIN SOLUTION
     N, C, L = x.shape
     count = N * L
     gx = np.empty_like(gy)
@@ -122,6 +129,7 @@ def batch_norm_backward(gy, x, mean, inv_std, weight, grad_weight, grad_bias):
                 gx[n, c, l] = (weight[c] * inv_std[c] / count
                                * (count * gy[n, c, l] - grad_bias[c] - x_hat * grad_weight[c]))
     return gx
+    # END SOLUTION
 
 
 # ---------------------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ def max_pool2d_forward(x, kernel_size, stride, padding, output_size):
     (it propagates).
     """
     contracts.max_pool2d_forward(x, kernel_size, stride, padding, output_size)
+    # BEGIN SOLUTION
     n, c, h, w = x.shape
     oh, ow = output_size
     y = np.empty((n, c, oh, ow), dtype=x.dtype)
@@ -68,6 +69,7 @@ def max_pool2d_forward(x, kernel_size, stride, padding, output_size):
             y[:, :, i, j] = np.take_along_axis(patch, k[..., None], axis=2)[..., 0]
             argmax[:, :, i, j] = (h0 + k // (w1 - w0)) * w + (w0 + k % (w1 - w0))
     return y, argmax
+    # END SOLUTION
 
 
 def max_pool2d_backward(gy, argmax, input_size):
@@ -86,6 +88,7 @@ def max_pool2d_backward(gy, argmax, input_size):
     if outside.any():
         raise contracts.index_out_of_range("max_pool2d_backward", "argmax", argmax.shape,
                                            int(outside.sum()), h * w, f"a plane of {h} x {w}")
+    # BEGIN SOLUTION
     gx = np.zeros((n * c, h * w), dtype=gy.dtype)
     planes = np.arange(n * c)
     for i in range(oh):
@@ -93,6 +96,7 @@ def max_pool2d_backward(gy, argmax, input_size):
             # One output position picks one element per plane: no two writes here collide.
             gx[planes, argmax[:, :, i, j].reshape(-1)] += gy[:, :, i, j].reshape(-1)
     return gx.reshape(n, c, h, w)
+    # END SOLUTION
 
 
 # --- average pooling ------------------------------------------------------------------------
