@@ -1,5 +1,5 @@
 """conv2d and linear: gradients pass the float64 check on both paths (numba kernels and reference
-loops), the paths agree with each other, with the seven-loop direct convolution and with PyTorch,
+loops), the paths agree with each other, with the direct loop convolution and with PyTorch,
 chunking the batch changes nothing, and bad input is refused with a clear message.
 
 Shapes and hyper-parameters (stride, padding, dilation, groups, depthwise included) are drawn
@@ -176,7 +176,7 @@ def test_direct_convolution_equals_im2col_convolution(case):
     arrays, kwargs = case
     x, w, b = (arrays + [None])[:3]
     pairs = {name: as_pair(kwargs[name]) for name in ("stride", "padding", "dilation")}
-    direct = reference.conv2d_direct(x, w, b, groups=kwargs["groups"], **pairs)
+    direct = reference.conv2d_forward(x, w, b, groups=kwargs["groups"], **pairs)
     with backend.use_reference():
         via_im2col = conv_of(kwargs)(*[cl.tensor(a) for a in arrays]).data
     np.testing.assert_allclose(via_im2col, direct, rtol=1e-12, atol=1e-12)
@@ -243,6 +243,60 @@ def test_chunked_equals_unchunked(case, samples_per_chunk):
         chunked = values_and_grads(arrays, kwargs, np.float64)
     assert max(samples_seen) == samples_per_chunk
     assert_all_close(chunked, whole, rtol=1e-12, atol=1e-12)
+
+
+@contextlib.contextmanager
+def recorded_column_kernels(samples_per_chunk, x, w, kwargs):
+    """A budget of ``samples_per_chunk`` samples of col, and the CPU im2col and col2im recording
+    what they make and get: yields {"col": [cols made], "gcol": [dL/dcols received]}."""
+    out_h, out_w = F.conv2d(cl.tensor(x[:1]), cl.tensor(w), **kwargs).shape[2:]
+    col_bytes_per_sample = x.shape[1] * w.shape[2] * w.shape[3] * out_h * out_w * x.itemsize
+    real_im2col, real_col2im = CPU_KERNELS["im2col"], CPU_KERNELS["col2im"]
+    seen = {"col": [], "gcol": []}
+
+    def recording_im2col(*args):
+        seen["col"].append(real_im2col(*args))
+        return seen["col"][-1]
+
+    def recording_col2im(gcol, *args):
+        seen["gcol"].append(gcol)
+        return real_col2im(gcol, *args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv_module, "IM2COL_BUDGET_BYTES", samples_per_chunk * col_bytes_per_sample)
+        patch.setitem(CPU_KERNELS, "im2col", recording_im2col)
+        patch.setitem(CPU_KERNELS, "col2im", recording_col2im)
+        yield seen
+
+
+@pytest.mark.parametrize("samples_per_chunk, cols_in_backward", [(6, 0), (2, 3)],
+                         ids=["one chunk: col kept", "three chunks: col built again"])
+def test_col_is_kept_for_one_chunk_and_dcol_is_written_over_it(samples_per_chunk,
+                                                               cols_in_backward):
+    (x, w, b), kwargs = LANDMARKS[0]
+    x = np.concatenate([x] * 3)  # 6 samples
+    tensors = [cl.tensor(a, requires_grad=True) for a in (x, w, b)]
+    with recorded_column_kernels(samples_per_chunk, x, w, kwargs) as seen:
+        y = F.conv2d(*tensors, **kwargs)
+        cols_in_forward = len(seen["col"])
+        y.backward(np.ones(y.shape))
+    assert cols_in_forward == 6 // samples_per_chunk
+    assert len(seen["col"]) - cols_in_forward == cols_in_backward
+    backward_cols = seen["col"][-1:] if cols_in_backward == 0 else seen["col"][cols_in_forward:]
+    assert len(seen["gcol"]) == len(backward_cols)
+    for col, gcol in zip(backward_cols, seen["gcol"]):
+        assert np.shares_memory(col, gcol)
+
+
+def test_no_col_is_built_for_the_input_gradient_alone():
+    (x, w, b), kwargs = LANDMARKS[0]
+    x = np.concatenate([x] * 3)
+    tensors = [cl.tensor(x, requires_grad=True), cl.tensor(w), cl.tensor(b)]
+    with recorded_column_kernels(2, x, w, kwargs) as seen:
+        y = F.conv2d(*tensors, **kwargs)
+        cols_in_forward = len(seen["col"])
+        y.backward(np.ones(y.shape))
+    assert len(seen["col"]) == cols_in_forward and len(seen["gcol"]) == 3
 
 
 # --- linear -----------------------------------------------------------------------------------

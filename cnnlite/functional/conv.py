@@ -15,11 +15,11 @@ is the case G = C. The backward pass is two more products and the adjoint of im2
     dL/db   = dL/dy summed over N, OH and OW
 
 Memory: ``col`` is kh*kw*C/O times larger than the output (VGG's first 3x3 layers at batch 64:
-7 GB). So the batch is processed in chunks of samples whose column matrix fits in
-``IM2COL_BUDGET_BYTES``. When the whole batch fits in one chunk, the forward pass keeps its col
-for dL/dw (one im2col less); otherwise the backward pass recomputes col chunk by chunk. dL/dcol
-is written over col once dL/dw is done with it. A conv call thus holds at most about one budget
-of column matrices at any time, whatever the batch size.
+7 GB), so the products run over chunks of samples whose column matrix fits in
+``IM2COL_BUDGET_BYTES``; ``ColumnChunks`` cuts the batch and says why and how.
+
+3x3 layers with stride 1 may run Winograd's algorithm instead (``cnnlite.functional.winograd``):
+``conv2d`` chooses, and its docstring says when.
 """
 from __future__ import annotations
 
@@ -57,13 +57,86 @@ def conv_arguments(where, stride, padding, dilation, groups):
             validate.integer(where, "groups", groups, minimum=1))
 
 
+def matmul_transposed(a, b):
+    """a @ b^T for stacks of matrices: (G, m, k), (G, n, k) -> (G, m, n).
+
+    Computed as (b @ a^T)^T: the same numbers, but when k is long (dL/dW sums over all N*OH*OW
+    output positions) BLAS runs this orientation of the product faster.
+    """
+    return (b @ a.transpose(0, 2, 1)).transpose(0, 2, 1)
+
+
+class ColumnChunks:
+    """The batch of one convolution cut into chunks of samples, and each chunk's column matrix.
+
+    Why chunks: ``col`` holds every receptive field, kh*kw*C/O times the size of the output;
+    for VGG's first 3x3 layers at batch 64 that is 7 GB, more memory than many machines have.
+    Each sample's columns are its own, so the products can run chunk by chunk: y and dL/dx come
+    out a chunk of samples at a time, and dL/dW is the sum of the chunks' products. A chunk
+    holds as many samples as fit in ``IM2COL_BUDGET_BYTES`` (at least one, however large).
+
+    Two savings make the chunks cheap in time too:
+
+    * keeping col (``keep``): when the whole batch is one chunk, the forward pass keeps its col
+      for dL/dW, and the backward pass runs no im2col at all. With several chunks, keeping them
+      all would take the memory that chunking saves: the backward pass builds each one again.
+    * reusing col (``gcol_buffer``): dL/dcol = W^T @ dL/dy has the shape of col, and col is not
+      needed once dL/dW is done with it, so dL/dcol is written over it instead of into a second
+      column matrix (an allocation and its page faults, as large as col, saved).
+
+    A conv2d call thus holds about one budget of column matrices at a time, whatever the batch.
+    """
+
+    def __init__(self, x_shape, itemsize, kernel_size, stride, padding, dilation, output_size):
+        N, C, _, _ = x_shape
+        (kh, kw), (OH, OW) = kernel_size, output_size
+        self.geometry = (kh, kw, stride, padding, dilation)
+        self.rows = C * kh * kw
+        self.batches = batch_chunks(N, self.rows * OH * OW * itemsize, IM2COL_BUDGET_BYTES)
+
+    def im2col(self, x, batch, kept=None):
+        """col of the samples ``x[batch]``: (C*kh*kw, n*OH*OW) for a chunk of n samples.
+        ``kept``: the col the forward pass kept (see ``keep``), returned instead of a new one."""
+        if kept is not None:
+            return kept
+        return backend.kernel("im2col", x)(x[batch], *self.geometry)
+
+    def col2im(self, gcol, x, batch):
+        """dL/dx of the samples ``x[batch]`` from their dL/dcol: (n, C, H, W)."""
+        return backend.kernel("col2im", x)(gcol.reshape(self.rows, -1), x[batch].shape,
+                                           *self.geometry)
+
+    def keep(self, col):
+        """``col`` when it is the column matrix of the whole batch (one chunk), else None."""
+        return col if len(self.batches) == 1 else None
+
+    def gcol_buffer(self, col, dtype):
+        """Where dL/dcol of ``dtype`` may be written: over ``col`` when there is one of that
+        dtype (dL/dW is done with it), else None (a new array)."""
+        return col if col is not None and col.dtype == dtype else None
+
+    def join(self, gx_chunks, x, dtype):
+        """dL/dx of the whole batch from the chunks' dL/dx (no copy for a single chunk)."""
+        xp = backend.array_module(x)
+        if not gx_chunks:  # an empty batch (N = 0)
+            return xp.zeros(x.shape, dtype=dtype)
+        return gx_chunks[0] if len(gx_chunks) == 1 else xp.concatenate(gx_chunks)
+
+
 class Conv2d(Function):
-    """y = conv2d(x, w) + b, by im2col and GEMM, in chunks of samples.
+    """y = conv2d(x, w) + b, by im2col and GEMM.
 
     x: (N, C, H, W), w: (O, C/groups, kh, kw), b: (O,) or none -> y: (N, O, OH, OW)
     y[n, o, oh, ow] = b[o] + sum_{c,i,j} w[o,c,i,j] x_pad[n, g*C/G + c, oh*sh + i*dh, ow*sw + j*dw]
     with g = o // (O/G) the group of output channel o (G = groups) and
     OH = (H + 2*ph - dh*(kh - 1) - 1) // sh + 1, OW likewise.
+
+    forward:   col = im2col(x);  y = W @ col + b
+    backward:  dW = dy @ col^T;  dcol = W^T @ dy;  dx = col2im(dcol);  db = sum of dy
+
+    The products run over chunks of samples (``ColumnChunks``: memory). This Function is
+    im2col for every layer; ``conv2d`` runs ``Conv2dWinograd`` instead for the large 3x3,
+    stride-1 layers on the CPU (see ``conv2d``).
     """
 
     def __init__(self, stride=1, padding=0, dilation=1, groups=1):
@@ -99,31 +172,30 @@ class Conv2d(Function):
             raise OpError(f"conv2d: expected bias of shape ({O},) for {shapes}, got bias "
                           f"{_shape(b)}")
 
-    def chunks(self, x_shape, kh, kw, itemsize):
-        """Slices of the batch axis whose column matrix fits in IM2COL_BUDGET_BYTES."""
-        N, C, H, W = x_shape
-        col_bytes_per_sample = (C * kh * kw * self.out_h * self.out_w) * itemsize
-        return batch_chunks(N, col_bytes_per_sample, IM2COL_BUDGET_BYTES)
+    def column_chunks(self, x, w):
+        """The ``ColumnChunks`` of this convolution of x by w."""
+        return ColumnChunks(x.shape, x.itemsize, w.shape[2:], self.stride, self.padding,
+                            self.dilation, (self.out_h, self.out_w))
 
     def forward(self, x, w, b=None):
         self.check(x, w, b)
         xp = backend.array_module(x)
-        N, C, H, W = x.shape
+        N, _, H, W = x.shape
         O, C_group, kh, kw = w.shape
-        G = self.groups
+        G, rows = self.groups, C_group * kh * kw
         self.out_h = output_size(H, kh, self.stride[0], self.padding[0], self.dilation[0])
         self.out_w = output_size(W, kw, self.stride[1], self.padding[1], self.dilation[1])
         L = self.out_h * self.out_w
-        im2col = backend.kernel("im2col", x)
-        w_groups = w.reshape(G, O // G, C_group * kh * kw)
-
         dtype = xp.result_type(*(a for a in (x, w, b) if a is not None))
         memory.check_allocation("conv2d", "output", (N, O, self.out_h, self.out_w), dtype, xp=xp)
+
+        w_groups = w.reshape(G, O // G, rows)                        # W: (G, O/G, C/G*kh*kw)
         y = xp.empty((N, O, L), dtype=dtype)
-        batches = self.chunks(x.shape, kh, kw, x.itemsize)
-        for batch in batches:
-            col = im2col(x[batch], kh, kw, self.stride, self.padding, self.dilation)
-            y_groups = w_groups @ col.reshape(G, C_group * kh * kw, -1)  # (G, O/G, n*L)
+        chunks = self.column_chunks(x, w)
+        col = None
+        for batch in chunks.batches:                                  # n samples each
+            col = chunks.im2col(x, batch)                             # col: (C*kh*kw, n*L)
+            y_groups = w_groups @ col.reshape(G, rows, -1)            # y = W @ col: (G, O/G, n*L)
             # (O, n, L) -> (n, O, L): the one transpose the column layout costs; the bias is
             # added in the same pass.
             y_batch = y_groups.reshape(O, -1, L).transpose(1, 0, 2)
@@ -131,61 +203,47 @@ class Conv2d(Function):
                 y[batch] = y_batch
             else:
                 xp.add(y_batch, b[:, None], out=y[batch])
-        # dL/dw needs col again. When the whole batch fitted in one chunk, keeping it costs no
-        # more memory than the budget allows and saves the backward pass an im2col.
-        keep_col = len(batches) == 1 and self.needs_input_grad[1]
-        self.save_for_backward(x, w, col if keep_col else None)
+        kept_col = chunks.keep(col) if self.needs_input_grad[1] else None  # for dL/dW
+        self.save_for_backward(x, w, kept_col)
         return y.reshape(N, O, self.out_h, self.out_w)
 
     def backward(self, gy):
         x, w, kept_col = self.saved
         if kept_col is not None:
-            # The kept col is used up here (its memory takes dL/dcol below); a second backward
-            # pass through this graph (retain_graph=True) recomputes it.
+            # The kept col is used up here (dL/dcol is written over it); a second backward pass
+            # through this graph (retain_graph=True) builds it again.
             self.saved = (x, w, None)
         xp = backend.array_module(gy)
         need_x, need_w = self.needs_input_grad[:2]
         need_b = len(self.needs_input_grad) == 3 and self.needs_input_grad[2]
-        N, C, H, W = x.shape
+        N = x.shape[0]
         O, C_group, kh, kw = w.shape
-        G = self.groups
-        rows = C_group * kh * kw
+        G, rows = self.groups, C_group * kh * kw
         L = self.out_h * self.out_w
-        im2col = backend.kernel("im2col", x)
-        col2im = backend.kernel("col2im", x)
-        w_groups = w.reshape(G, O // G, rows)
-        gy = gy.reshape(N, G, O // G, L)
         gcol_dtype = xp.result_type(w, gy)
 
-        gx_batches = []
+        w_groups = w.reshape(G, O // G, rows)                        # W: (G, O/G, C/G*kh*kw)
+        gy_by_group = gy.reshape(N, G, O // G, L)
         gw_groups = xp.zeros((G, O // G, rows), dtype=gy.dtype) if need_w else None
-        for batch in self.chunks(x.shape, kh, kw, x.itemsize):
-            # (n, G, O/G, L) -> (G, O/G, n*L), the layout of the forward product
-            gy_groups = gy[batch].transpose(1, 2, 0, 3).reshape(G, O // G, -1)
+        gx_chunks = []
+        chunks = self.column_chunks(x, w)
+        for batch in chunks.batches:                                  # n samples each
+            # dy in the layout of the forward product: (n, G, O/G, L) -> (G, O/G, n*L)
+            gy_groups = gy_by_group[batch].transpose(1, 2, 0, 3).reshape(G, O // G, -1)
             col = None
             if need_w:
-                col = kept_col if kept_col is not None else im2col(
-                    x[batch], kh, kw, self.stride, self.padding, self.dilation)
-                col = col.reshape(G, rows, -1)
-                # dL/dW = dL/dy @ col^T, computed as (col @ dL/dy^T)^T: the same numbers, but
-                # BLAS runs this orientation of the long product (over n*OH*OW) faster.
-                gw_groups += (col @ gy_groups.transpose(0, 2, 1)).transpose(0, 2, 1)
+                col = chunks.im2col(x, batch, kept_col).reshape(G, rows, -1)  # (G, C/G*kh*kw, n*L)
+                gw_groups += matmul_transposed(gy_groups, col)        # dW = dy @ col^T
             if need_x:
-                # dL/dcol has the shape of col, which is not needed any more: writing into it
-                # spares the allocation (and the page faults) of another column matrix.
-                reuse = col if col is not None and col.dtype == gcol_dtype else None
-                gcol = xp.matmul(w_groups.transpose(0, 2, 1), gy_groups, out=reuse)
-                gx_batches.append(col2im(gcol.reshape(C * kh * kw, -1), x[batch].shape, kh, kw,
-                                         self.stride, self.padding, self.dilation))
-        gx = None
-        if need_x and not gx_batches:  # an empty batch (N = 0)
-            gx = xp.zeros(x.shape, dtype=gcol_dtype)
-        elif need_x:
-            gx = gx_batches[0] if len(gx_batches) == 1 else xp.concatenate(gx_batches)
+                # dcol = W^T @ dy: (G, C/G*kh*kw, O/G) @ (G, O/G, n*L) -> (G, C/G*kh*kw, n*L)
+                gcol = xp.matmul(w_groups.transpose(0, 2, 1), gy_groups,
+                                 out=chunks.gcol_buffer(col, gcol_dtype))
+                gx_chunks.append(chunks.col2im(gcol, x, batch))      # dx = col2im(dcol)
+        gx = chunks.join(gx_chunks, x, gcol_dtype) if need_x else None
         gw = gw_groups.reshape(w.shape) if need_w else None
         if len(self.needs_input_grad) == 2:
             return gx, gw
-        gb = gy.sum(axis=(0, 3)).reshape(O) if need_b else None
+        gb = gy.sum(axis=(0, 2, 3)) if need_b else None               # db = sum of dy
         return gx, gw, gb
 
 
@@ -241,10 +299,22 @@ def conv2d(x: Tensor, w: Tensor, b: Tensor | None = None, stride: int | tuple[in
 
     Notes
     -----
-    On the CPU, 3x3 layers with stride 1, at least 32 channels in and out and outputs of at
-    least 12x12 run Winograd's F(2x2, 3x3) (``cnnlite.functional.winograd``), all others
-    im2col + GEMM;
-    ``cl.backend.conv_algorithm("im2col")`` chooses im2col for every layer.
+    Two algorithms, the same numbers up to rounding. Winograd's F(2x2, 3x3)
+    (``cnnlite.functional.winograd``) takes a layer when all of these hold:
+
+    * a 3x3 kernel, stride 1, dilation 1 and groups 1;
+    * NumPy arrays, outside ``cl.backend.use_reference()`` (its kernels are numba's; on the GPU
+      and in the reference loops every layer is im2col);
+    * at least ``WINOGRAD_MIN_CHANNELS`` = 32 channels in and out, and an output at least
+      ``WINOGRAD_MIN_SIDE`` = 12 pixels high and wide (below that im2col is as fast).
+
+    Every other layer runs im2col + GEMM (``Conv2d``). To turn Winograd off::
+
+        with cl.backend.conv_algorithm("im2col"):
+            y = F.conv2d(x, w, padding=1)
+
+    ``cl.backend.conv_algorithm("winograd")`` drops the size rule: every 3x3, stride-1,
+    undilated, ungrouped layer on the CPU runs Winograd.
     """
     # Imported here: the Winograd Function builds on Conv2d of this module.
     from cnnlite.functional.winograd import Conv2dWinograd, winograd_applies

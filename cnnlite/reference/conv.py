@@ -1,4 +1,4 @@
-"""Convolution as plain loops: im2col, col2im and the direct seven-loop convolution.
+"""Convolution as plain loops: im2col, col2im, and the direct convolution forward and backward.
 
 A 2-d convolution (cross-correlation, as in every deep-learning framework) of an input
 x: (N, C, H, W) with weights w: (O, C/G, kh, kw) in G groups is
@@ -30,6 +30,13 @@ col2im is the adjoint (transpose) of im2col: every entry of ``col`` is added bac
 pixel it was copied from. Pixels that sit in several receptive fields collect several terms,
 which is why col2im *adds* where im2col *copies*. Padding entries belong to no pixel and are
 dropped. That sum is exactly dL/dx when ``col`` holds dL/dcol.
+
+The direct convolution (``conv2d_forward``, ``conv2d_backward`` at the end) needs no column
+matrix: it loops over the outputs and multiplies each filter with its receptive field, which is
+the formula above read literally. It is the ground truth the im2col convolution is tested
+against, and the classic exercise: the student version of this file has the bodies of the two
+functions, between the ``BEGIN SOLUTION`` and ``END SOLUTION`` markers, replaced by a
+``NotImplementedError``.
 
 Stride, padding and dilation are pairs (vertical, horizontal) here; ``cnnlite.functional.conv2d``
 also accepts plain ints and turns them into pairs.
@@ -98,37 +105,122 @@ def col2im(col, x_shape, kh, kw, stride, padding, dilation):
     return x
 
 
-def conv2d_direct(x, w, b, stride, padding, dilation, groups):
-    """The convolution straight from its definition: seven nested loops, no im2col.
+# --- the direct convolution, forward and backward ---------------------------------------------
+#
+# The classic exercise: loop over the outputs y[n, o, oh, ow] and work on each one's receptive
+# field, the (C/G, kh, kw) block of the padded input that filter w[o] meets there. The padding is
+# made explicit (x_pad), so that every receptive field is a plain slice of x_pad.
 
-    x: (N, C, H, W), w: (O, C/groups, kh, kw), b: (O,) or None -> y: (N, O, OH, OW)
-    y[n, o, oh, ow] = b[o] + sum_{c, i, j} w[o, c, i, j] * x[n, g*C/groups + c, h, w]
-    with g = o // (O/groups), h = oh*sh - ph + i*dh, w = ow*sw - pw + j*dw; terms whose (h, w)
-    falls in the zero padding contribute nothing. (Inside the loops h and w are called h_in and
-    w_in, because w is the weight.)
+def pad(x, padding):
+    """x_pad: x with ph rows of zeros above and below and pw columns left and right.
+
+    x: (N, C, H, W) -> x_pad: (N, C, H + 2*ph, W + 2*pw).
     """
-    N, C, H, W = x.shape
+    ph, pw = padding
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+
+
+def receptive_field(oh, ow, kernel_size, stride, dilation):
+    """(rows, columns) of x_pad under output position (oh, ow), as slices::
+
+        rows     oh*sh,  oh*sh + dh,  ...,  oh*sh + (kh - 1)*dh
+        columns  ow*sw,  ow*sw + dw,  ...,  ow*sw + (kw - 1)*dw
+
+    so that ``x_pad[n, channels, rows, columns]`` has the shape (C/G, kh, kw) of one filter.
+    """
+    (kh, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
+    rows = slice(oh * sh, oh * sh + (kh - 1) * dh + 1, dh)
+    columns = slice(ow * sw, ow * sw + (kw - 1) * dw + 1, dw)
+    return rows, columns
+
+
+def group_channels(o, out_channels, channels_per_group, groups):
+    """The input channels output channel o sees, as a slice: those of its group g = o // (O/G),
+    channels g*C/G .. (g + 1)*C/G - 1."""
+    g = o // (out_channels // groups)
+    return slice(g * channels_per_group, (g + 1) * channels_per_group)
+
+
+def conv2d_forward(x, w, b, stride, padding, dilation, groups):
+    """The convolution straight from its definition, one output at a time:
+
+        y[n, o, oh, ow] = b[o] + sum_{c, i, j} w[o, c, i, j] * x_pad[n, g*C/G + c, oh*sh + i*dh,
+                                                                        ow*sw + j*dw]
+
+    with g = o // (O/G) the group of output channel o (G = groups). The sum over (c, i, j) is
+    filter w[o] times its receptive field, element by element, summed.
+
+    x: (N, C, H, W), w: (O, C/G, kh, kw), b: (O,) or None -> y: (N, O, OH, OW) with
+    OH = (H + 2*ph - dh*(kh - 1) - 1) // sh + 1, OW likewise. Stride, padding and dilation are
+    pairs (vertical, horizontal).
+    """
+    # BEGIN SOLUTION
+    N, _, H, W = x.shape
     O, C_per_group, kh, kw = w.shape
-    O_per_group = O // groups
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    OH = output_size(H, kh, sh, ph, dh)
-    OW = output_size(W, kw, sw, pw, dw)
-    y = np.zeros((N, O, OH, OW), dtype=np.result_type(x, w))
+    OH = output_size(H, kh, stride[0], padding[0], dilation[0])
+    OW = output_size(W, kw, stride[1], padding[1], dilation[1])
+    x_pad = pad(x, padding)
+    y = np.zeros((N, O, OH, OW), dtype=np.result_type(*(a for a in (x, w, b) if a is not None)))
+    bias = np.zeros(O, dtype=y.dtype) if b is None else b
     for n in range(N):
         for o in range(O):
-            first_channel = (o // O_per_group) * C_per_group
+            channels = group_channels(o, O, C_per_group, groups)
             for oh in range(OH):
                 for ow in range(OW):
-                    total = 0.0 if b is None else b[o]
-                    for c in range(C_per_group):
-                        for i in range(kh):
-                            for j in range(kw):
-                                h_in = oh * sh - ph + i * dh
-                                w_in = ow * sw - pw + j * dw
-                                if 0 <= h_in < H and 0 <= w_in < W:
-                                    total += w[o, c, i, j] * x[n, first_channel + c, h_in, w_in]
-                    y[n, o, oh, ow] = total
+                    rows, columns = receptive_field(oh, ow, (kh, kw), stride, dilation)
+                    field = x_pad[n, channels, rows, columns]  # (C/G, kh, kw), as w[o]
+                    y[n, o, oh, ow] = (w[o] * field).sum() + bias[o]
     return y
+    # END SOLUTION
+
+
+def conv2d_backward(x, w, gy, stride, padding, dilation, groups):
+    """dL/dx, dL/dw and dL/db of ``y = conv2d_forward(x, w, b, ...)``, given gy = dL/dy.
+
+    Each output y[n, o, oh, ow] is b[o] plus products w[o, c, i, j] * x_pad[n, g*C/G + c,
+    oh*sh + i*dh, ow*sw + j*dw]; the chain rule sends gy[n, o, oh, ow] to each factor of each
+    product, times the other factor, and to b[o]. Summed over every output that used them::
+
+        db[o]          = sum_{n, oh, ow} gy[n, o, oh, ow]
+        dw[o, c, i, j] = sum_{n, oh, ow} gy[n, o, oh, ow] * x_pad[n, g*C/G + c, oh*sh + i*dh,
+                                                                  ow*sw + j*dw]
+        dx_pad[n, g*C/G + c, oh*sh + i*dh, ow*sw + j*dw] += w[o, c, i, j] * gy[n, o, oh, ow]
+                                                           for every (o, oh, ow, c, i, j)
+        dx = dx_pad with the padding cut off (the padding is zeros, not inputs)
+
+    Per output that is: dw[o] += gy * (its receptive field), and gy * w[o] is scattered back
+    onto the receptive field of dx_pad. Overlapping receptive fields (stride < kernel) add up.
+
+    x: (N, C, H, W), w: (O, C/G, kh, kw), gy: (N, O, OH, OW)
+    -> dx: (N, C, H, W), dw: (O, C/G, kh, kw), db: (O,).
+    """
+    # BEGIN SOLUTION
+    N, O, OH, OW = gy.shape
+    C_per_group, kh, kw = w.shape[1:]
+    H, W = x.shape[2:]
+    ph, pw = padding
+    x_pad = pad(x, padding)
+    dx_pad = np.zeros(x_pad.shape, dtype=np.result_type(w, gy))
+    dw = np.zeros(w.shape, dtype=np.result_type(x, gy))
+    db = np.zeros(O, dtype=gy.dtype)
+    for n in range(N):
+        for o in range(O):
+            channels = group_channels(o, O, C_per_group, groups)
+            for oh in range(OH):
+                for ow in range(OW):
+                    rows, columns = receptive_field(oh, ow, (kh, kw), stride, dilation)
+                    field = x_pad[n, channels, rows, columns]  # (C/G, kh, kw), as w[o]
+                    dw[o] += gy[n, o, oh, ow] * field
+                    dx_pad[n, channels, rows, columns] += gy[n, o, oh, ow] * w[o]
+                    db[o] += gy[n, o, oh, ow]
+    # A copy, not a view: a view would keep the whole of dx_pad alive.
+    dx = dx_pad[:, :, ph:ph + H, pw:pw + W].copy()
+    return dx, dw, db
+    # END SOLUTION
+
+
+#: The name the Winograd and CUDA tests know the direct convolution by.
+conv2d_direct = conv2d_forward
 
 
 KERNELS = {"im2col": im2col, "col2im": col2im}
