@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import nbformat
 import pytest
 
-from cnnlite.assignment import find_regions, make_assignment
+from cnnlite.assignment import find_regions, make_assignment, regions
 
 NOTEBOOK_FOLDER = Path(__file__).parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_FOLDER.glob("*.ipynb"))
@@ -34,14 +34,8 @@ FIRST_STOP = {
 
 
 def python_view(source: str) -> str:
-    """A code cell as plain Python: IPython's ``%magic`` and ``!shell`` lines become ``pass``."""
-    lines = []
-    for line in source.splitlines():
-        stripped = line.lstrip()
-        if stripped.startswith(("%", "!")):
-            line = line[:len(line) - len(stripped)] + "pass"
-        lines.append(line)
-    return "\n".join(lines) + "\n"
+    """A code cell as plain Python (IPython's ``%magic`` and ``!shell`` lines become ``pass``)."""
+    return regions.python_view(source, notebook=True)
 
 
 def code_cells(notebook):

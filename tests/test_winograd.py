@@ -72,7 +72,7 @@ def values_and_grads(arrays, padding, dtype):
 
 
 def direct_values_and_grads(arrays, padding):
-    """The reference: the seven-loop convolution for y, the im2col loops for the gradients."""
+    """The reference: the direct loop convolution for y, the im2col loops for the gradients."""
     x, w, b = (arrays + [None])[:3]
     pair = padding if isinstance(padding, tuple) else (padding, padding)
     y = conv2d_direct(x, w, b, (1, 1), pair, (1, 1), 1)

@@ -90,7 +90,7 @@ def _markers_by_lines(source: str):
             if (match := _MARKER.match(line.strip()))]
 
 
-def _python_view(source: str, notebook: bool) -> str:
+def python_view(source: str, notebook: bool) -> str:
     """``source`` as plain Python: in a notebook cell, IPython's ``%magic`` and ``!command``
     lines become ``pass`` at their indentation (line numbers are kept)."""
     if not notebook:
@@ -136,7 +136,7 @@ def find_regions(source: str, where: str = "<source>", *, notebook: bool = False
     reads IPython's magic and shell lines as ``pass``. Raises ``RegionError`` for a marker
     out of place, and for source that does not parse when it has regions.
     """
-    view = _python_view(source, notebook)
+    view = python_view(source, notebook)
     try:
         markers = _markers_by_tokens(view)
     except (tokenize.TokenError, SyntaxError):
@@ -193,7 +193,7 @@ def stub_source(source: str, where: str = "<source>", *, fallback: str = "this p
     pieces += lines[taken:]
     stubbed = "".join(pieces)
     try:
-        ast.parse(_python_view(stubbed, notebook))
+        ast.parse(python_view(stubbed, notebook))
     except SyntaxError as error:
         raise RegionError(f"{where}, line {_original_line(error.lineno, regions)}: the student "
                           f"version does not parse ({error.msg}); are the markers of the region "
