@@ -9,6 +9,8 @@
     cnnlite summary resnet50        # per-layer table: shapes, parameters, MACs, receptive fields
     cnnlite info                    # versions, threading layer, BLAS, CPU, GPU: for bug reports
     cnnlite sweep run cnnlite/experiments/sweeps/activations.toml --workers 2   # an ablation
+    cnnlite predict runs/demo/checkpoint.npz digit.png --top 3   # classify image files
+    cnnlite assignment make layers --out hw1; cnnlite assignment check hw1  # for a course
 
 Every run writes into its ``--out`` folder: ``checkpoint.npz`` (after every epoch; see
 ``cnnlite.checkpoint``), ``curves.png`` (loss and accuracy per epoch) and ``results.json``
@@ -36,38 +38,17 @@ from cnnlite.backend import DeviceError, check_device, cpu_threads
 from cnnlite.checkpoint import CheckpointError, atomic_write
 from cnnlite.data import CIFAR10, MNIST, DataLoader, Digits, random_split, transforms
 from cnnlite.data.download import DataFileError
+from cnnlite.data.preprocessing import Preprocessing, preprocessing_for
 from cnnlite.errors import OpError
 from cnnlite.experiments.cli import add_sweep_commands, run_sweep_command
 from cnnlite.info import format_report
-from cnnlite.models.lenet import upsample_nearest
 from cnnlite.nn import StateDictError
+from cnnlite.predict import predict
 from cnnlite.train import AnomalyError, History, evaluate, fit, seed_everything
 from cnnlite.validate import integer, real
 
 DATASETS = ("digits", "mnist", "cifar10")
-# Per-channel mean and standard deviation of the training images (in [0, 1]), for Normalize.
-_CHANNEL_STATS = {"mnist": ((0.1307,), (0.3081,)),
-                  "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))}
 VALIDATION_SPLIT_SEED = 0  # fixed, so that a resumed run validates on the same samples
-
-
-def to_size(image_size: tuple, target: tuple):
-    """A transform that brings (C, h, w) images to the ``target`` (H, W) a model expects.
-
-    Images whose sides divide the target are upsampled by repeating pixels (the 8x8 digits
-    become 32x32: each pixel was a 4x4 block of the original bitmap); smaller ones are padded
-    with zeros on every side (MNIST's 28x28 in LeNet-5's 32x32, as in the original paper).
-    """
-    (h, w), (height, width) = image_size, target
-    if (h, w) == (height, width):
-        return None
-    if height % h == 0 and width % w == 0 and height // h == width // w:
-        factor = height // h
-        return lambda image: upsample_nearest(image, factor)
-    if h <= height and w <= width and (height - h) % 2 == 0 and (width - w) % 2 == 0:
-        pad_h, pad_w = (height - h) // 2, (width - w) // 2
-        return lambda image: np.pad(image, ((0, 0), (pad_h, pad_h), (pad_w, pad_w)))
-    raise OpError(f"cannot bring images of {h}x{w} to the model's input size {height}x{width}")
 
 
 class DataSplits(NamedTuple):
@@ -85,20 +66,16 @@ def load_datasets(name: str, target_size: tuple, data_root="data", download=Fals
     The validation part is carved out of the training split (the test split stays untouched
     until the end). ``augment_rng`` seeds CIFAR-10's random crops and flips.
     """
-    if name == "digits":
-        # Digits come in [0, 1]; standardise with the training images' own mean and std.
-        pixels = Digits(train=True).images
-        resize = to_size(pixels.shape[2:], target_size)
-        steps = transforms.Compose([s for s in (resize, transforms.Normalize(
-            float(pixels.mean()), float(pixels.std()))) if s is not None])
-        train_set, test_set = Digits(train=True, transform=steps), Digits(train=False,
-                                                                           transform=steps)
-    elif name in ("mnist", "cifar10"):
+    if name not in DATASETS:
+        raise OpError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    preprocessing = preprocessing_for(name, target_size)
+    test_steps = preprocessing.transform().transforms
+    if name == "digits":  # the digits come in [0, 1] already
+        train_set = Digits(train=True, transform=transforms.Compose(test_steps))
+        test_set = Digits(train=False, transform=transforms.Compose(test_steps))
+    else:
         dataset = MNIST if name == "mnist" else CIFAR10
-        size = (28, 28) if name == "mnist" else (32, 32)
-        mean, std = _CHANNEL_STATS[name]
-        steps = [transforms.ToFloat(), to_size(size, target_size), transforms.Normalize(mean, std)]
-        test_steps = [s for s in steps if s is not None]
+        test_steps = [transforms.ToFloat()] + test_steps  # uint8 pixels to [0, 1]
         train_steps = test_steps
         if name == "cifar10":
             train_steps = [transforms.RandomCrop(target_size, padding=4, rng=augment_rng),
@@ -107,8 +84,6 @@ def load_datasets(name: str, target_size: tuple, data_root="data", download=Fals
                             transform=transforms.Compose(train_steps))
         test_set = dataset(data_root, train=False, download=download,
                            transform=transforms.Compose(test_steps))
-    else:
-        raise OpError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     channels = np.asarray(train_set[0][0]).shape[0]
     val_fraction = real("load_datasets", "val_fraction", val_fraction, minimum=0.0, below=1.0)
     if val_fraction > 0:
@@ -116,7 +91,7 @@ def load_datasets(name: str, target_size: tuple, data_root="data", download=Fals
                                           seed=VALIDATION_SPLIT_SEED)
     else:
         val_set = None
-    return DataSplits(train_set, val_set, test_set, channels, 10)  # all three: ten classes
+    return DataSplits(train_set, val_set, test_set, channels, len(preprocessing.classes))
 
 
 def build_optimizer(name: str, model, lr: float, momentum: float, weight_decay: float):
@@ -137,6 +112,14 @@ def build_schedule(name: str, optimizer, total_steps: int):
     if name == "linear":
         return optim.lr_scheduler.PolyLR(optimizer, max_iter=total_steps, power="linear")
     raise OpError(f"unknown schedule {name!r}; known: none, cosine, linear")
+
+
+def inference_record(model: str, num_classes: int, preprocessing: Preprocessing) -> dict:
+    """What ``cnnlite predict`` needs besides the weights, kept in every checkpoint of a run:
+    the model's registry name and its constructor's sizes, and how images were prepared."""
+    return {"model": model, "num_classes": int(num_classes),
+            "in_channels": int(preprocessing.channels),
+            "preprocessing": preprocessing.to_dict()}
 
 
 class RunResult(NamedTuple):
@@ -180,8 +163,9 @@ def run_training(*, model="lenet5", dataset="digits", epochs=10, lr=0.05, batch_
         check_device(device)  # before minutes of data loading, not after
         seed_everything(seed)
         augment_rng = np.random.default_rng(seed)
-        data = load_datasets(dataset, models.input_size(model), data_root, download,
-                             val_fraction, augment_rng)
+        input_size = models.input_size(model)
+        data = load_datasets(dataset, input_size, data_root, download, val_fraction,
+                             augment_rng)
         net = models.get_model(model, num_classes=data.classes, in_channels=data.channels)
         train_loader = DataLoader(data.train, batch_size=batch_size, shuffle=True, seed=seed,
                                   device=device)
@@ -198,6 +182,8 @@ def run_training(*, model="lenet5", dataset="digits", epochs=10, lr=0.05, batch_
 
         history = fit(net, train_loader, val_loader, opt, sched, epochs=epochs, device=device,
                       checkpoint=out / "checkpoint.npz", resume=resume, seed=None,
+                      inference=inference_record(model, data.classes,
+                                                 preprocessing_for(dataset, input_size)),
                       detect_anomaly=detect_anomaly, progress=progress, schedule_per="step",
                       log=lambda line: print(line, flush=True))
         test = evaluate(net, test_loader, device=device)
@@ -294,9 +280,25 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("model", metavar="MODEL")
     summary.add_argument("--input", default=None, metavar="C,H,W",
                          help="input shape (default: 3 channels at the model's own size)")
+    predict_command = commands.add_parser(
+        "predict", help="classify image files with a trained model's checkpoint",
+        description="Print the most probable classes of each image (PNG, JPEG, ...), prepared "
+                    "as the model's training images were (see cnnlite.predict).")
+    predict_command.add_argument(
+        "checkpoint", metavar="CHECKPOINT",
+        help="a checkpoint of cnnlite train or demo (runs/demo/checkpoint.npz)")
+    predict_command.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    predict_command.add_argument(
+        "--top", type=int, default=5,
+        help="classes shown per image, at least 1 (default: %(default)s)")
     commands.add_parser("info", help="versions, threading layer, BLAS, CPU and GPU of this "
                                      "installation (paste it into a bug report)")
     add_sweep_commands(commands)
+    # Imported here, not at the top: the assignment tools are only needed by this parser and
+    # by the command itself (``cnnlite assignment make|check``).
+    from cnnlite.assignment.cli import add_assignment_commands
+
+    add_assignment_commands(commands)
     return parser
 
 
@@ -339,6 +341,13 @@ def model_list(names: list, compare: bool, lecture: bool = False) -> str:
     return format_comparison(compare_counts(known))
 
 
+def format_predictions(images: list, predictions: list) -> str:
+    """The text of ``cnnlite predict``: one line per image, ``digit.png: 3 97.2%, 8 1.5%``."""
+    return "\n".join(f"{image}: " + ", ".join(f"{name} {100 * probability:.1f}%"
+                                             for name, probability in classes)
+                     for image, classes in zip(images, predictions))
+
+
 # What each numeric option must be, checked by cnnlite.validate before anything is loaded:
 # option -> (its words in a message, the check, its bounds).
 _OPTION_CHECKS = {
@@ -350,6 +359,7 @@ _OPTION_CHECKS = {
     "momentum": ("the momentum", real, dict(minimum=0.0)),
     "weight_decay": ("the weight decay", real, dict(minimum=0.0)),
     "val_fraction": ("the validation fraction", real, dict(minimum=0.0, below=1.0)),
+    "top": ("the number of classes shown", integer, dict(minimum=1)),
 }
 
 
@@ -401,6 +411,13 @@ def main(argv=None) -> int:
             print(model_summary(args.model, args.input))
         elif args.command == "sweep":
             run_sweep_command(args)
+        elif args.command == "predict":
+            print(format_predictions(args.images, predict(args.checkpoint, args.images,
+                                                          top=args.top)))
+        elif args.command == "assignment":
+            from cnnlite.assignment.cli import run_assignment_command
+
+            return run_assignment_command(args)
         else:
             print(model_list(args.names, args.compare, args.lecture))
     except USER_ERRORS as error:

@@ -325,3 +325,19 @@ def test_a_training_state_holds_every_part():
     assert list(state) == ["info", "model", "optimizer", "schedule", "loader", "random",
                            "progress", "history"]
     assert state["progress"] == {"epoch": 2, "step": 20}
+
+
+def test_the_inference_part_is_saved_when_given_and_resuming_ignores_it(tmp_path):
+    """``cnnlite train`` adds what prediction needs; a resume reads only the training parts,
+    so checkpoints with and without it both continue."""
+    inference = {"model": "lenet5", "num_classes": 10, "in_channels": 1,
+                 "preprocessing": {"dataset": "digits", "mean": [0.3], "std": [0.4]}}
+    for name, extra in (("with.npz", inference), ("without.npz", None)):
+        model, optimizer = _training_objects(4)
+        save_training_state(tmp_path / name, model, optimizer, None, _Batches(),
+                            random_generators(), History(), epoch=3, step=30, inference=extra)
+        state = checkpoint.load(tmp_path / name)
+        assert state.get("inference") == extra
+        model, optimizer = _training_objects(4)
+        assert load_training_state(tmp_path / name, model, optimizer, None, _Batches(),
+                                   random_generators(), History()) == (3, 30)

@@ -14,7 +14,8 @@ import pytest
 
 import cnnlite as cl
 from cnnlite import checkpoint, models, nn
-from cnnlite.cli import main, to_size
+from cnnlite.cli import main
+from cnnlite.data.preprocessing import to_size
 from cnnlite.errors import OpError
 from cnnlite.train import loop
 
@@ -299,3 +300,75 @@ def test_summary_takes_another_input_size(capsys):
     assert main(["summary", "resnet18", "--input", "3,64,64"]) == 0
     out = capsys.readouterr().out
     assert "input 1x3x64x64, output 1x1000" in out and "11,689,512" in out
+
+
+# --- a model given an input it cannot take --------------------------------------------------
+
+
+@pytest.mark.parametrize("name, shape, expected", [
+    ("alexnet", (1, 3, 32, 32), "(N, 3, 224, 224)"),
+    ("lenet5", (1, 1, 28, 28), "(N, 1, 32, 32)"),
+    ("nin", (1, 3, 16, 16), "(N, 3, 224, 224)"),
+    ("densenet121", (1, 3, 16, 16), "(N, 3, 224, 224)"),
+    ("googlenet", (1, 3, 16, 16), "(N, 3, 224, 224)"),
+    ("squeezenet1_0", (1, 3, 16, 16), "(N, 3, 224, 224)"),
+    ("inception_v3", (1, 3, 64, 64), "(N, 3, 299, 299)"),
+])
+def test_an_input_too_small_names_the_model_and_the_size_it_expects(name, shape, expected):
+    model = models.get_model(name).eval()
+    with cl.no_grad(), pytest.raises(OpError) as raised:
+        model(cl.tensor(np.zeros(shape, dtype=np.float32)))
+    message = str(raised.value)
+    assert message.startswith(f"{name}: cannot run on an input of shape {shape}")
+    assert f"expects {expected}" in message
+    assert "inside the model: " in message  # and what failed where, for the curious
+
+
+def test_the_constructors_check_the_input_size_too():
+    with pytest.raises(OpError, match=r"^lenet5: .* expects \(N, 1, 32, 32\)"):
+        models.lenet5()(cl.tensor(np.zeros((2, 1, 28, 28), dtype=np.float32)))
+
+
+def test_the_expected_channels_follow_the_model_as_built():
+    model = models.get_model("lenet5", in_channels=3)
+    with pytest.raises(OpError, match=r"expects \(N, 3, 32, 32\)"):
+        model(cl.tensor(np.zeros((1, 3, 28, 28), dtype=np.float32)))
+
+
+def test_an_error_at_the_designed_input_size_passes_unchanged():
+    """Only an input of another size gets the model's words: a wrong dtype is not a size."""
+    model = models.get_model("lenet5")
+    with pytest.raises(OpError) as raised:
+        model(cl.tensor(np.zeros((1, 1, 32, 32), dtype=np.float16)))
+    assert not str(raised.value).startswith("lenet5:")
+
+
+def test_a_copied_model_runs_its_own_forward():
+    import copy
+
+    model = models.get_model("lenet5").eval()
+    twin = copy.deepcopy(model)
+    for param in twin.parameters():
+        param.data[...] = 0
+    x = cl.tensor(np.random.default_rng(0).standard_normal((1, 1, 32, 32)).astype(np.float32))
+    with cl.no_grad():
+        assert not np.allclose(model(x).data, twin(x).data)
+        np.testing.assert_array_equal(twin(x).data, twin.forward(x).data)
+
+
+# --- cnnlite assignment and cnnlite predict are sub-commands ----------------------------------
+
+
+def test_the_assignment_command_is_wired_in(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["assignment", "make", "--help"])
+    assert exited.value.code == 0 and "--out" in capsys.readouterr().out
+    assert main(["assignment", "make", "no_such_assignment", "--out", str(tmp_path / "hw")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("cnnlite assignment: error: ") and error.count("\n") == 1
+
+
+def test_the_predict_command_is_listed_in_the_help(capsys):
+    assert main([]) == 0
+    listed = capsys.readouterr().out
+    assert "predict" in listed and "assignment" in listed

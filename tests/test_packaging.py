@@ -61,3 +61,60 @@ def test_ci_runs_the_readme_commands_in_a_fresh_virtual_environment():
     activate_line = ci.index(next(line for line in ci if "/bin/activate" in line))
     positions = [ci.index(command) for command in commands]  # verbatim, each on its own line
     assert venv_line < activate_line < positions[0] < positions[1]
+
+
+# --- import cnnlite prints nothing, in a script or in Jupyter -----------------------------------
+
+# Run in a fresh interpreter: what ``import cnnlite`` warns or prints, as a list of lines.
+_IMPORT_AND_REPORT = """
+import sys, types, warnings
+{setup}
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import cnnlite
+    from cnnlite.train import loop
+print("\\n".join(f"warning: {{w.category.__name__}}: {{w.message}}" for w in caught))
+print("bar:", loop.tqdm.__module__)
+"""
+
+# What tqdm.auto takes for a Jupyter kernel: IPython imported and ipykernel's shell module
+# loaded; and ipywidgets missing (None in sys.modules makes its import fail).
+_FAKE_KERNEL_WITHOUT_WIDGETS = """
+import IPython
+sys.modules["ipykernel.zmqshell"] = types.ModuleType("ipykernel.zmqshell")
+sys.modules["ipywidgets"] = None
+"""
+
+
+def _import_cnnlite(setup: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-W", "error", "-c",
+                           _IMPORT_AND_REPORT.format(setup=setup)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+def test_import_cnnlite_warns_nothing_in_a_script():
+    result = _import_cnnlite("")
+    assert result.returncode == 0, result.stderr
+    assert "warning:" not in result.stdout and result.stderr == ""
+
+
+def test_import_cnnlite_in_a_kernel_without_ipywidgets_uses_the_text_bar_silently():
+    """tqdm.auto would warn "IProgress not found. Please update jupyter and ipywidgets"."""
+    result = _import_cnnlite(_FAKE_KERNEL_WITHOUT_WIDGETS)
+    assert result.returncode == 0, result.stderr
+    assert "warning:" not in result.stdout, result.stdout
+    assert "IProgress" not in result.stderr and result.stderr == ""
+    assert "bar: tqdm.std" in result.stdout
+
+
+def test_import_cnnlite_in_a_real_notebook_cell_writes_nothing_to_stderr(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import cnnlite\nfrom cnnlite.train.progress import tqdm\nprint(tqdm.__module__)")])
+    nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = notebook.cells[0].outputs
+    assert [o for o in outputs if o.get("name") == "stderr"] == []
+    shown = "".join(o.get("text", "") for o in outputs)
+    assert shown.strip() in ("tqdm.std", "tqdm.notebook")  # a widget bar where one can be drawn

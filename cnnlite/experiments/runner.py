@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from cnnlite import models, optim
 from cnnlite.backend import cpu_threads
@@ -45,6 +44,7 @@ from cnnlite.experiments.store import ResultStore
 from cnnlite.experiments.sweep import CAFFENET, DATASETS, Sweep
 from cnnlite.nn import lsuv_init
 from cnnlite.train import History, evaluate, fit, seed_everything
+from cnnlite.train.progress import tqdm
 
 __all__ = ["run_sweep", "train_run", "SweepSummary", "SchedulerUnreachableError",
            "CONNECT_TIMEOUT"]

@@ -18,6 +18,10 @@ compare     the layer-by-layer comparison of a model with a reference (e.g. a Py
 blocks      blocks several families share (conv-BN-activation, squeeze-and-excitation,
             channel shuffle, stochastic depth)
 
+A model built by ``get_model`` or a constructor names itself and the input size it expects
+when an input does not fit (``blocks.InputSizeErrors``), instead of failing with the message of
+whichever pooling or linear layer deep inside first noticed.
+
 Every constructor is also an attribute: ``models.resnet50()``. As in torchvision, that name
 wins over a family module of the same name (``alexnet``, ``googlenet``, ``nin``,
 ``xception``): import from those modules as ``from cnnlite.models.alexnet import AlexNet``.
@@ -25,11 +29,15 @@ wins over a family module of the same name (``alexnet``, ``googlenet``, ``nin``,
 from __future__ import annotations
 
 import difflib
+import functools
+
+from cnnlite import nn
 
 from cnnlite.models import (alexnet, densenet, efficientnet, googlenet, inception, inception_v4,
                             lenet, mobilenet, mobilenet_v3, nin, preact_resnet, regnet, resnet,
                             resnet_cifar, senet, shufflenet, squeezenet, vgg, wide_resnet,
                             xception)
+from cnnlite.models.blocks import InputSizeErrors
 from cnnlite.models.compare import Comparison, compare, torch_reference
 from cnnlite.models.lenet import LeNet5, lenet5
 from cnnlite.models.reference import REFERENCES, Reference, reference
@@ -46,8 +54,34 @@ _FAMILIES = (lenet, alexnet, nin, vgg, googlenet, inception, inception_v4, xcept
 _REGISTRY: dict[str, ModelEntry] = {name: model_entry for family in _FAMILIES
                                     for name, model_entry in family.MODELS.items()}
 
+
+def _first_conv_channels(model, default: int) -> int:
+    """The input channels of the model's first convolution (``in_channels=1`` models)."""
+    return next((module.in_channels for module in model.modules()
+                 if isinstance(module, nn.Conv2d)), default)
+
+
+def _with_input_size_errors(name: str, model_entry: ModelEntry):
+    """``model_entry.constructor``, whose models name themselves and their input size when an
+    input does not fit (see ``blocks.InputSizeErrors``)."""
+    constructor = model_entry.constructor
+
+    @functools.wraps(constructor)
+    def build(*args, **kwargs):
+        model = constructor(*args, **kwargs)
+        model.forward = InputSizeErrors(model, name,
+                                        _first_conv_channels(model, model_entry.in_channels),
+                                        model_entry.input_size, model_entry.small_input)
+        return model
+
+    return build
+
+
+_CONSTRUCTORS = {name: _with_input_size_errors(name, model_entry)
+                 for name, model_entry in _REGISTRY.items()}
+
 # Every constructor under its own name too: ``models.resnet50()`` is ``get_model("resnet50")``.
-globals().update({name: model_entry.constructor for name, model_entry in _REGISTRY.items()})
+globals().update(_CONSTRUCTORS)
 __all__ += list(_REGISTRY)
 
 
@@ -80,8 +114,13 @@ def entry(name: str) -> ModelEntry:
 
 
 def get_model(name: str, **kwargs):
-    """Build the model called ``name``; ``kwargs`` go to its constructor (``num_classes``...)."""
-    return entry(name).constructor(**kwargs)
+    """Build the model called ``name``; ``kwargs`` go to its constructor (``num_classes``...).
+
+    An input the model cannot take (too small for its pooling, or not the one size its fully
+    connected layers fit) raises an ``OpError`` naming the model and the input it expects.
+    """
+    entry(name)  # an unknown name fails here, with the close names
+    return _CONSTRUCTORS[name](**kwargs)
 
 
 def input_size(name: str) -> tuple[int, int]:

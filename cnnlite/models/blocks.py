@@ -7,18 +7,20 @@ SqueezeExcitation    the SE block (Hu et al. 2018): reweigh the channels by a ga
 channel_shuffle      ShuffleNet's interleaving of channel groups
 StochasticDepth      drop a residual branch at random while training (Huang et al. 2016)
 check_input_size     the error of a model that takes one input size only
+InputSizeErrors      the error of any registered model run on an input it cannot take: it
+                     names the model and the input size it expects
 """
 from __future__ import annotations
 
 import numpy as np
 
-from cnnlite import functional as F, nn, validate
+from cnnlite import nn, validate
 from cnnlite.errors import OpError
 from cnnlite.functional.dropout import random_generator
 from cnnlite.tensor import Tensor
 
 __all__ = ["ConvNormActivation", "SqueezeExcitation", "channel_shuffle", "StochasticDepth",
-           "check_input_size"]
+           "check_input_size", "InputSizeError", "InputSizeErrors"]
 
 
 class ConvNormActivation(nn.Sequential):
@@ -135,12 +137,64 @@ class StochasticDepth(nn.Module):
         return f"p={self.p}, mode={self.mode!r}"
 
 
+class InputSizeError(OpError):
+    """An input a model cannot take; the message names the model and the input it expects."""
+
+
 def check_input_size(where: str, x, channels: int, size: tuple) -> None:
-    """Raise an OpError saying which input a fixed-size model expects (its fully connected
-    layers are sized for one feature map), naming the model and the input's shape."""
+    """Raise an InputSizeError saying which input a fixed-size model expects (its fully
+    connected layers are sized for one feature map), naming the model and the input's shape."""
     shape = tuple(getattr(x, "shape", np.shape(x)))
     if len(shape) != 4 or shape[1] != channels or shape[2:] != tuple(size):
         height, width = size
-        raise OpError(f"{where}: expected input of shape (N, {channels}, {height}, {width}): "
-                      f"the fully connected layers are sized for {height}x{width} images; got "
-                      f"{shape}")
+        raise InputSizeError(f"{where}: expected input of shape (N, {channels}, {height}, "
+                             f"{width}): the fully connected layers are sized for "
+                             f"{height}x{width} images; got {shape}")
+
+
+class InputSizeErrors:
+    """Runs a model's ``forward`` and, when an input of another size than the model was
+    designed for fails inside it, says so in the model's terms.
+
+    A too-small input fails deep inside a network, where the op that notices knows nothing of
+    the model: ``max_pool2d: kernel_size (3, 3) is larger than the padded input (1, 1)``.
+    Installed as the model's ``forward`` by ``cnnlite.models.get_model`` (and the
+    constructors ``models.resnet50()``, ...), it turns that into::
+
+        alexnet: cannot run on an input of shape (1, 3, 32, 32): it expects (N, 3, 224, 224),
+        the size it was designed for (it also runs at 64x64); resize or pad the images
+        (inside the model: max_pool2d: kernel_size (3, 3) is larger than ...)
+
+    Errors for inputs of the designed size pass through unchanged: they are not about the size.
+    Holding the model (not a closure over it) keeps ``copy.deepcopy(model)`` right: the copy's
+    check calls the copy's own ``forward``.
+    """
+
+    def __init__(self, model, name: str, channels: int, input_size: tuple,
+                 small_input: tuple | None = None):
+        self.model, self.name, self.channels = model, name, channels
+        self.input_size, self.small_input = tuple(input_size), small_input
+
+    def expected(self) -> str:
+        """The expected input in words: ``(N, 3, 224, 224), ... (it also runs at 32x32)``."""
+        height, width = self.input_size
+        text = f"(N, {self.channels}, {height}, {width}), the size it was designed for"
+        if self.small_input is not None and tuple(self.small_input) != self.input_size:
+            text += f" (it also runs at {self.small_input[0]}x{self.small_input[1]})"
+        return text
+
+    def __call__(self, x, *args, **kwargs):
+        try:
+            return type(self.model).forward(self.model, x, *args, **kwargs)
+        except InputSizeError:
+            raise
+        except OpError as error:
+            shape = tuple(getattr(x, "shape", np.shape(x)))
+            if shape[1:] == (self.channels, *self.input_size):
+                raise
+            raise InputSizeError(f"{self.name}: cannot run on an input of shape {shape}: it "
+                                 f"expects {self.expected()}; resize or pad the images (inside "
+                                 f"the model: {error})") from error
+
+    def __repr__(self) -> str:
+        return f"<forward of {self.name}, expecting {self.expected()}>"

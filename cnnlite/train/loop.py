@@ -19,7 +19,6 @@ import time
 from typing import Callable, NamedTuple
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from cnnlite import backend
 from cnnlite import functional as F
@@ -31,6 +30,7 @@ from cnnlite.tensor import Tensor
 from cnnlite.train.anomaly import AnomalyDetector, check_finite_loss
 from cnnlite.train.history import History
 from cnnlite.train.metrics import RunningMean, topk_correct
+from cnnlite.train.progress import tqdm
 from cnnlite.train.resume import load_training_state, save_training_state
 from cnnlite.train.state import random_generators, seed_everything
 from cnnlite.validate import boolean, integer
@@ -198,7 +198,8 @@ def _check_fit_arguments(model, optimizer, schedule, loss_fn, log) -> None:
 def fit(model, train_loader, val_loader=None, optimizer=None, schedule=None, epochs: int = 1,
         loss_fn: Callable = F.cross_entropy, device: str = "cpu", checkpoint=None, resume=None,
         seed: int | None = None, detect_anomaly: bool = False, progress: bool = True,
-        schedule_per: str = "epoch", log: Callable[[str], None] | None = None) -> History:
+        schedule_per: str = "epoch", log: Callable[[str], None] | None = None,
+        inference: dict | None = None) -> History:
     """Train ``model`` for ``epochs`` epochs and return the ``History`` of the run.
 
     Parameters
@@ -237,6 +238,10 @@ def fit(model, train_loader, val_loader=None, optimizer=None, schedule=None, epo
         Show tqdm progress bars and print a line per epoch.
     log : callable, optional
         Receives the per-epoch lines instead of printing them.
+    inference : dict, optional
+        Saved in every checkpoint beside the training state: what using the trained model
+        needs (``cnnlite train`` stores the model's name and the input preprocessing, which
+        ``cnnlite.predict`` reads).
 
     Returns
     -------
@@ -292,7 +297,8 @@ def fit(model, train_loader, val_loader=None, optimizer=None, schedule=None, epo
             history.append(**row, seconds=time.perf_counter() - started)
             if checkpoint is not None:
                 save_training_state(checkpoint, model, optimizer, schedule, train_loader,
-                                    random_generators(**roots), history, epoch, step)
+                                    random_generators(**roots), history, epoch, step,
+                                    inference)
             log(_epoch_line(history.row(), epochs))
     return history
 

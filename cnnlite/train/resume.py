@@ -11,6 +11,8 @@ depends on comes back:
 ``random``     every other random generator in use (dropout, random crops, ...)
 ``progress``   epochs and steps done
 ``history``    the numbers so far, so the curves continue
+``inference``  (optional) what using the trained model needs: its registry name, sizes and
+               the preprocessing of its input images (read by ``cnnlite.predict``)
 =============  ==============================================================
 
 Loading checks the checkpoint against the objects first (model keys and shapes, optimiser
@@ -36,9 +38,9 @@ def _type_name(obj):
 
 
 def training_state(model, optimizer, schedule, loader, generators, history, epoch: int,
-                   step: int) -> dict:
+                   step: int, inference: dict | None = None) -> dict:
     """The nested dict a training checkpoint holds (see the table above)."""
-    return {
+    state = {
         "info": {"model": _type_name(model), "optimizer": _type_name(optimizer),
                  "schedule": _type_name(schedule)},
         "model": model.state_dict(),
@@ -49,13 +51,16 @@ def training_state(model, optimizer, schedule, loader, generators, history, epoc
         "progress": {"epoch": int(epoch), "step": int(step)},
         "history": history.state_dict(),
     }
+    if inference is not None:
+        state["inference"] = inference
+    return state
 
 
 def save_training_state(path, model, optimizer, schedule, loader, generators, history,
-                        epoch: int, step: int) -> None:
+                        epoch: int, step: int, inference: dict | None = None) -> None:
     """Write ``training_state(...)`` to ``path`` atomically."""
     checkpoint.save(path, training_state(model, optimizer, schedule, loader, generators,
-                                         history, epoch, step))
+                                         history, epoch, step, inference))
 
 
 def _check_fits(state, where, model, optimizer, schedule, loader):
