@@ -85,7 +85,9 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
         analytic = np.zeros(x.shape) if x.grad is None else np.asarray(_to_numpy(x.grad))
         numeric = numerical_grad(fn, inputs, x, upstream, eps)
         error = np.abs(analytic - numeric)
-        bad = error - (atol + rtol * np.abs(numeric))
+        # A NaN anywhere (a 0/0 in a backward) is the worst error of all: np.argmax would
+        # pick it, but NaN > 0 is False, so it would pass; it counts as infinite instead.
+        bad = np.nan_to_num(error - (atol + rtol * np.abs(numeric)), nan=np.inf)
         k = int(np.argmax(bad)) if bad.size else 0
         if bad.size and bad.flat[k] > 0 and (worst is None or bad.flat[k] > worst[0]):
             index = np.unravel_index(k, x.shape)
@@ -108,7 +110,23 @@ def _to_numpy(a):
 
 
 def numerical_grad(fn, inputs, x, upstream, eps):
-    """Central differences of sum(u * fn(inputs)) with respect to every element of ``x``."""
+    """Central differences of sum(u * fn(inputs)) with respect to every element of ``x``.
+
+    The elements are nudged in place, through a flat view of ``x.data``; a non-contiguous
+    array has no such view (reshape would copy it, and the nudges would be lost), so it is
+    replaced by a contiguous copy for the duration and put back afterwards.
+    """
+    xp = backend.array_module(x.data)
+    original_data = x.data
+    if not original_data.flags.c_contiguous:
+        x.data = xp.ascontiguousarray(original_data)
+    try:
+        return _nudged_differences(fn, inputs, x, upstream, eps)
+    finally:
+        x.data = original_data
+
+
+def _nudged_differences(fn, inputs, x, upstream, eps):
     flat = x.data.reshape(-1)
     grad = np.zeros(flat.size)
     with no_grad():

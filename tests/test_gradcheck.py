@@ -100,3 +100,28 @@ def test_arrays_strategy_respects_bounds(data):
     values = data.draw(arrays(data.draw(shapes()), low=-1.0, high=1.0, min_magnitude=0.25))
     assert values.dtype == np.float64
     assert np.all(np.abs(values) <= 1.0) and np.all(np.abs(values) >= 0.25)
+
+
+def test_a_nan_in_the_gradient_fails_the_check(rng):
+    """np.argmax picks a NaN, and NaN > tolerance is False: a NaN must still fail."""
+
+    class NaNAtTheStart(Function):
+        def forward(self, x):
+            return 2 * x
+
+        def backward(self, gy):
+            g = 2 * gy
+            g.flat[0] = np.nan
+            return g
+
+    x = cl.tensor(rng.standard_normal(3), requires_grad=True)
+    with pytest.raises(cl.GradcheckError, match=r"element \(0,\)"):
+        cl.gradcheck(lambda t: NaNAtTheStart()(t), [x])
+
+
+def test_a_non_contiguous_input_is_nudged_for_real(rng):
+    """Central differences nudge x in place; on a transposed array that needs a copy."""
+    x = cl.tensor(rng.standard_normal((4, 3)).T, requires_grad=True)
+    assert not x.data.flags.c_contiguous
+    assert cl.gradcheck(lambda t: (t * t * t).sum(), [x])
+    assert not x.data.flags.c_contiguous          # the caller's array is given back
