@@ -15,8 +15,9 @@ The property tests draw the parameters (shapes, strides, paddings, groups, axes)
 hypothesis from each spec's strategy: float64 values and gradients for each op x implementation.
 The ``thorough`` profile draws 300 per op and implementation.
 
-The last tests make sure the checks can fail: a planted wrong gradient, a planted wrong value
-and a stub are each reported with the right status, at the right element.
+The last tests make sure the checks can fail: a planted wrong gradient (also one as small as
+0.01 %), a planted wrong value, a wrong dtype and a stub are each reported with the right
+status, at the right element; a crash propagates from the suite's checks with its traceback.
 """
 import numpy as np
 import pytest
@@ -42,11 +43,9 @@ def test_op(name, implementation, dtype, layout, example):
     _skip_unavailable(implementation)
     spec = optable.spec(name)
     params = spec.examples[example]
-    for check in optable.CHECKS:
-        if check == "torch" and (spec.torch is None or dtype != "float64"
-                                 or layout != "contiguous"):
-            continue
-        result = optable.run_check(spec, check, implementation, params, dtype, layout)
+    for check in optable.checks_for(spec, dtype, layout):
+        result = optable.run_check(spec, check, implementation, params, dtype, layout,
+                                   raise_errors=True)
         assert result.passed, str(result)
 
 
@@ -63,7 +62,8 @@ def test_op_property(name, implementation, data):
     params = data.draw(spec.params(), label="params")
     seed = data.draw(st.integers(0, 2**16), label="seed")
     for check in ("value", "gradient"):
-        result = optable.run_check(spec, check, implementation, params, seed=seed)
+        result = optable.run_check(spec, check, implementation, params, seed=seed,
+                                   raise_errors=True)
         assert result.passed, str(result)
 
 
@@ -86,6 +86,10 @@ class _Square(Function):
 
     def forward(self, x):
         self.save_for_backward(x)
+        if self.bug == "crash":
+            raise TypeError("Square.forward: planted crash")
+        if self.bug == "float64 output":
+            return (x * x).astype(np.float64)
         return x * x if self.bug != "value" else x * x + (x > 1.5)
 
     def backward(self, gy):
@@ -96,6 +100,8 @@ class _Square(Function):
         if self.bug == "gradient":
             g = g.copy()
             g.flat[-1] *= 1.01
+        if self.bug == "small gradient":
+            g = g * 1.0001
         return g
 
 
@@ -119,6 +125,40 @@ def test_a_planted_wrong_value_is_reported():
     assert result.status == checks.WRONG_VALUES and result.index is not None
 
 
+def test_a_gradient_off_by_a_hundredth_of_a_percent_is_caught():
+    """Central differences in float64 are good to ~1e-9 here: a tolerance of 1e-3 would let
+    a wrong constant factor through."""
+    result = optable.run_check(_square_spec("small gradient"), "gradient", "numpy")
+    assert result.status == checks.WRONG_GRADIENT
+
+
+def test_a_float32_op_that_answers_in_float64_is_caught():
+    result = optable.run_check(_square_spec("float64 output"), "value", "numpy", dtype="float32")
+    assert result.status == checks.WRONG_VALUES
+    assert "output dtype float64, expected float32" in result.detail
+
+
+def test_the_gradient_is_checked_in_float64_whatever_the_inputs_maker_returns():
+    """Central differences need float64 (a step of 1e-6 is lost in float32) and a contiguous
+    buffer (they perturb it in place through a flat view)."""
+    spec = OpSpec("square", lambda x: _Square(None)(x), lambda rng, shape: (
+        rng.uniform(-2, 2, shape).astype(np.float32).T,), ({"shape": (3, 2)},))
+    assert optable.run_check(spec, "gradient", "numpy").status == checks.PASSED
+
+
+def test_a_crash_is_a_result_for_the_grader_and_raises_for_the_test_suite():
+    result = optable.run_check(_square_spec("crash"), "value", "numpy")
+    assert result.status == checks.ERROR and "planted crash" in result.detail
+    with pytest.raises(TypeError, match="planted crash"):
+        optable.run_check(_square_spec("crash"), "value", "numpy", raise_errors=True)
+
+
+def test_an_implementation_the_spec_does_not_list_is_refused():
+    """Otherwise the op would run through the default kernels and pass as "loops"."""
+    with pytest.raises(ValueError, match="square has no implementation 'loops'"):
+        optable.run_check(_square_spec(None), "gradient", "loops")
+
+
 def test_a_stub_is_reported_as_not_implemented():
     result = optable.run_check(_square_spec("stub"), "gradient", "numpy")
     assert result.status == checks.NOT_IMPLEMENTED
@@ -136,3 +176,11 @@ def test_a_wrong_float32_gradient_is_caught_against_float64(monkeypatch):
         1.01 if self.saved[0].dtype == np.float32 else 1.0))
     result = optable.run_check(spec, "gradient", "numpy", dtype="float32")
     assert result.status == checks.WRONG_GRADIENT
+
+
+def test_pytorch_parity_applies_in_float64_on_contiguous_inputs_only():
+    spec = optable.spec("elu")
+    assert optable.checks_for(spec) == ("value", "gradient", "torch")
+    assert optable.checks_for(spec, "float32") == ("value", "gradient")
+    assert optable.checks_for(spec, "float64", "non-contiguous") == ("value", "gradient")
+    assert optable.checks_for(spec, torch=False) == ("value", "gradient")

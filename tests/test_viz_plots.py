@@ -374,6 +374,7 @@ def test_im2col_with_padding_stride_and_channels_outlines_the_chosen_column():
 
 @pytest.mark.parametrize("x, kwargs, message", [
     (np.ones(5), {}, r"expected x of shape \(H, W\), \(C, H, W\) or \(N, C, H, W\), got \(5,\)"),
+    (np.array([["a", "b"], ["c", "d"]]), {}, r"expected x of numbers .*, got dtype <U1"),
     (np.ones((2, 2)), {}, "does not fit"),
     (np.ones((1, 1, 20, 20)), {}, r"\(9, 324\) column matrix"),
     (np.ones((4, 4)), {"highlight": 4}, "highlight"),

@@ -94,24 +94,41 @@ def prepare(arrays, dtype, layout):
 
 def run(spec, implementation, arrays, params, upstream=None, grad_indices=()):
     """Run the op: its output as a float64 NumPy array and, given an upstream gradient, the
-    gradients of ``sum(upstream * output)`` for the inputs ``grad_indices``."""
+    gradients of ``sum(upstream * output)`` for the inputs ``grad_indices``.
+
+    The output must keep the dtype of the float inputs: the comparisons happen in float64,
+    where a float32 op that answered in float64 would look right. (Gradients need no such
+    check: the backward walk casts each to its input's dtype.)
+    """
     device = implementations.device(implementation)
-    tensors = [Tensor(a, requires_grad=i in grad_indices).to(device) if device != "cpu"
-               else Tensor(a, requires_grad=i in grad_indices) for i, a in enumerate(arrays)]
-    params = spec.op_params(params)
+    tensors = [Tensor(a, requires_grad=i in grad_indices).to(device)
+               for i, a in enumerate(arrays)]
     with implementations.running(implementation):
-        if implementation == "direct":
-            y = spec.direct(**params)(*tensors)
-        else:
-            y = spec.call(*tensors, **params)
+        y = _call(spec, implementation, tensors, spec.op_params(params))
         if upstream is not None:
             # backward(u) starts the walk with dL/dy = u directly: no Mul or Sum of the
             # library between the op under test and its upstream gradient.
             xp = backend.array_module(y.data)
             y.backward(Tensor(xp.asarray(upstream, dtype=y.dtype)))
+    _check_output_dtype(arrays, y)
     grads = [None if t.grad is None else _to_numpy(t.grad).astype(np.float64)
              for t in tensors] if upstream is not None else None
     return _to_numpy(y.data).astype(np.float64), grads
+
+
+def _check_output_dtype(arrays, y):
+    """Raise a _Mismatch when the output's dtype is not the one of the float inputs."""
+    float_dtypes = {a.dtype for a in arrays if a.dtype.kind == "f"}
+    if len(float_dtypes) == 1 and y.dtype not in float_dtypes:
+        raise _Mismatch(WRONG_VALUES, f"output dtype {y.dtype}, expected {float_dtypes.pop()} "
+                                      f"like the inputs")
+
+
+def _call(spec, implementation, tensors, op_params):
+    """The op on ``tensors``: the spec's direct loops for "direct", else the op as called."""
+    if implementation == "direct":
+        return spec.direct(**op_params)(*tensors)
+    return spec.call(*tensors, **op_params)
 
 
 def reference_value(spec, implementation, arrays, params):
@@ -175,7 +192,14 @@ def _compare_grads(spec, got, expected, indices, rtol, atol):
 
 
 def upstream_for(shape, seed):
+    """The random upstream gradient u of ``L = sum(u * y)`` for an output of ``shape``: the
+    same for every implementation and dtype of a seed."""
     return np.random.default_rng(seed + 7919).standard_normal(shape)
+
+
+def _upstream(spec, implementation, arrays, params, seed):
+    """``upstream_for`` the op's output (one forward run tells its shape)."""
+    return upstream_for(run(spec, implementation, arrays, params)[0].shape, seed)
 
 
 # --- the checks --------------------------------------------------------------------------------
@@ -189,21 +213,16 @@ def _value(spec, implementation, arrays, params, dtype, layout):
 def _gradcheck(spec, implementation, arrays, params, seed):
     """Analytic against central differences, float64, contiguous."""
     indices = spec.checked_inputs(arrays)
-    value, _ = run(spec, implementation, arrays, params)
-    upstream = upstream_for(value.shape, seed)
+    upstream = _upstream(spec, implementation, arrays, params, seed)
     _, analytic = run(spec, implementation, arrays, params, upstream, indices)
     device = implementations.device(implementation)
-    tensors = [Tensor(a.copy(), requires_grad=i in indices) for i, a in enumerate(arrays)]
-    if device != "cpu":
-        tensors = [t.to(device) for t in tensors]
-
+    tensors = [Tensor(a.copy(), requires_grad=i in indices).to(device)
+               for i, a in enumerate(arrays)]
     op_params = spec.op_params(params)
 
     def f(*ts):
         with implementations.running(implementation):
-            if implementation == "direct":
-                return spec.direct(**op_params)(*ts)
-            return spec.call(*ts, **op_params)
+            return _call(spec, implementation, ts, op_params)
 
     rtol, atol = spec.gradcheck_tolerance
     for i in indices:
@@ -216,8 +235,7 @@ def _gradcheck(spec, implementation, arrays, params, seed):
 def _gradient_like_float64(spec, implementation, arrays, params, dtype, layout, seed):
     """float32 or non-contiguous: the same gradients as float64 contiguous."""
     indices = spec.checked_inputs(arrays)
-    value, _ = run(spec, implementation, arrays, params)
-    upstream = upstream_for(value.shape, seed)
+    upstream = _upstream(spec, implementation, arrays, params, seed)
     _, expected = run(spec, implementation, arrays, params, upstream, indices)
     _, got = run(spec, implementation, prepare(arrays, dtype, layout), params, upstream, indices)
     _compare_grads(spec, got, expected, indices, *spec.tolerance[dtype])
@@ -235,8 +253,20 @@ def _torch(spec, implementation, arrays, params, seed):
 
 
 def run_check(spec, check, implementation, params=None, dtype="float64",
-              layout="contiguous", seed=0) -> CheckResult:
-    """One check (``"value"``, ``"gradient"`` or ``"torch"``) of one op as a CheckResult."""
+              layout="contiguous", seed=0, raise_errors=False) -> CheckResult:
+    """One check (``"value"``, ``"gradient"`` or ``"torch"``) of one op as a CheckResult.
+
+    A wrong answer is a result. So is an exception, for the grader (a student's crash is
+    reported, and the next function checked); with ``raise_errors`` it propagates instead,
+    with its traceback, as a test suite wants a bug of the library shown.
+
+    An implementation the spec does not list is a mistake of the caller, not a result: it
+    raises ValueError (run as it is, the op would be checked through its default kernels and
+    pass under a name it never ran as).
+    """
+    if implementation not in spec.implementations:
+        raise ValueError(f"run_check: {spec.name} has no implementation {implementation!r}; it "
+                         f"has {spec.implementations}")
     params = dict(spec.examples[0] if params is None else params)
     result = CheckResult(spec.name, implementation, check, PASSED, dtype=dtype, layout=layout,
                          params=params)
@@ -245,7 +275,9 @@ def run_check(spec, check, implementation, params=None, dtype="float64",
         result.status, result.detail = SKIPPED, why
         return result
     try:
-        arrays = spec.make_inputs(seed, params)
+        # float64 and C-contiguous whatever ``inputs`` returned: these are the reference
+        # inputs, and central differences perturb the buffer in place, element by element.
+        arrays = prepare(spec.make_inputs(seed, params), "float64", "contiguous")
         with np.errstate(all="ignore"):
             if check == "value":
                 _value(spec, implementation, arrays, params, dtype, layout)
@@ -261,7 +293,11 @@ def run_check(spec, check, implementation, params=None, dtype="float64",
         result.status, result.detail, result.index = (mismatch.status, mismatch.detail,
                                                       mismatch.index)
     except NotImplementedError as error:
+        if raise_errors:
+            raise
         result.status, result.detail = NOT_IMPLEMENTED, str(error)
-    except Exception as error:  # a grader reports a crash of a student's code as a result
+    except Exception as error:
+        if raise_errors:
+            raise
         result.status, result.detail = ERROR, f"{type(error).__name__}: {error}"
     return result

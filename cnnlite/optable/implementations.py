@@ -20,14 +20,17 @@ import contextlib
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 from cnnlite import backend
 
 IMPLEMENTATIONS = ("numpy", "loops", "numba", "direct", "cuda-host", "gpu")
 
-#: The host harness, built once per process (and cached on disk by its sources' hash).
+#: The host harness, built once per process (and cached on disk by its sources' hash); the
+#: lock keeps two threads (a grader's, a test runner's) from building it twice at once.
 _host_kernels = None
+_host_kernels_lock = threading.Lock()
 
 
 def host_build_folder() -> Path:
@@ -40,14 +43,17 @@ def host_build_folder() -> Path:
 def host_kernels():
     """The CUDA kernels compiled for the CPU (``cnnlite.cuda.host``), built on first use."""
     global _host_kernels
-    if _host_kernels is None:
-        from cnnlite.cuda import host
-        _host_kernels = host.HostKernels(host.build_once(host_build_folder()))
-    return _host_kernels
+    with _host_kernels_lock:
+        if _host_kernels is None:
+            from cnnlite.cuda import host
+            _host_kernels = host.HostKernels(host.build_once(host_build_folder()))
+        return _host_kernels
 
 
 def available(name: str) -> tuple[bool, str]:
     """(True, "") when implementation ``name`` can run on this machine, else (False, why)."""
+    if name not in IMPLEMENTATIONS:
+        return False, f"unknown implementation {name!r}; expected one of {IMPLEMENTATIONS}"
     if name == "cuda-host":
         from cnnlite.cuda import host
         compiler = host.compile_command()[0]
@@ -55,8 +61,6 @@ def available(name: str) -> tuple[bool, str]:
             return False, f"no {compiler} on the PATH to build the CUDA kernels for the CPU"
     if name == "gpu" and not backend.cuda_available():
         return False, "no GPU (cupy and a CUDA device are needed)"
-    if name not in IMPLEMENTATIONS:
-        return False, f"unknown implementation {name!r}; expected one of {IMPLEMENTATIONS}"
     return True, ""
 
 

@@ -316,9 +316,12 @@ def plot_im2col(x, kernel_size, stride=1, padding=0, highlight: int = 0, path=No
 
     where = "plot_im2col"
     array = as_numpy(where, "x", x)
-    if array.ndim not in (2, 3, 4) or array.dtype.kind not in "biuf":
+    if array.ndim not in (2, 3, 4):
         raise OpError(f"{where}: expected x of shape (H, W), (C, H, W) or (N, C, H, W), got "
                       f"{array.shape}")
+    if array.dtype.kind not in "biuf":
+        raise OpError(f"{where}: expected x of numbers (bool, integers or floats), got dtype "
+                      f"{array.dtype}")
     array = array.reshape((1,) * (4 - array.ndim) + array.shape).astype(np.float64)
     kh, kw = validate.pair(where, "kernel_size", kernel_size, minimum=1)
     sh, sw = validate.pair(where, "stride", stride, minimum=1)
