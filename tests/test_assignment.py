@@ -2,17 +2,22 @@
 
 The grading tests run the real checks of ``cnnlite.optable`` in worker processes against
 folders made from the package itself: the student version (every check "not implemented"),
-the solution version (every check passes) and copies of the solution with one bug planted.
+the solution version (every check passes) and copies of the solution with one bug planted;
+and folders a student tampered with outside the assignment's files, which must change nothing.
 """
 import ast
 import json
+import os
 import shutil
+import subprocess
+import sys
 import textwrap
 
 import pytest
 
 from cnnlite.assignment import (AssignmentError, Check, RegionError, find_regions,
-                                make_assignment, shipped_assignments, stub_notebook, stub_source)
+                                make_assignment, parse_assignment, shipped_assignments,
+                                stub_notebook, stub_source)
 from cnnlite.assignment.check import Outcome, Report, check_assignment
 from cnnlite.assignment.cli import main
 
@@ -237,7 +242,9 @@ def test_the_command_line_reports_a_bad_marker_in_one_line(tmp_path, capsys):
 # --- check -----------------------------------------------------------------------------------
 
 def _report_lines(output):
-    return [line for line in output.splitlines() if line and not line.startswith(" ")]
+    """The check lines and the summary of the command's output: what follows the header."""
+    body = output[output.index("\n\n") + 2:]
+    return [line for line in body.splitlines() if line and not line.startswith(" ")]
 
 
 @pytest.mark.parametrize("name", ["layers", "autograd"])
@@ -252,9 +259,14 @@ def test_the_student_version_fails_every_check_as_not_implemented(made, name, ca
 @pytest.mark.parametrize("name", ["layers", "autograd"])
 def test_the_solution_passes_every_check(made, name, capsys):
     assert main(["check", str(made[name, "solution"])]) == 0
-    lines = _report_lines(capsys.readouterr().out)
+    output = capsys.readouterr().out
+    lines = _report_lines(output)
     assert all(line.endswith("passed") for line in lines[:-1])
     assert lines[-1] == f"all {len(lines) - 1} checks passed"
+    header = " ".join(output[:output.index("\n\n")].split())
+    graded = ", ".join(EXPECTED_FUNCTIONS[name])
+    assert header.startswith(f"graded: {graded} (only these files of {made[name, 'solution']};")
+    assert header.endswith(f"checks: assignment {name}, shipped with cnnlite")
 
 
 def _planted(made, name, tmp_path, path, correct, wrong):
@@ -297,28 +309,151 @@ def test_an_endless_loop_times_out_a_crash_is_an_error_and_the_rest_still_run(ma
     math_py.write_text(math_py.read_text().replace(
         "        a, b = self.saved\n        xp = backend.array_module(gy)",
         "        import os\n        os._exit(3)"))
-    toml = (folder / "assignment.toml").read_text()
-    (folder / "assignment.toml").write_text(
-        toml[:toml.index("[[checks]]")] + "".join(
-            f'[[checks]]\nlabel = "{op}"\nop = "{op}"\nimplementation = "numpy"\n'
-            for op in ("exp", "matmul", "sum")))
-    outcomes = check_assignment(folder, timeout=3).outcomes
+    checks = [Check(op, op, "numpy") for op in ("exp", "matmul", "sum")]
+    outcomes = check_assignment(folder, timeout=3, checks=checks).outcomes
     assert [o.status for o in outcomes] == ["timed out", "error", "passed"]
     assert "no result after 3 s" in outcomes[0].detail
     assert "exit status 3" in outcomes[1].detail
 
 
-def test_a_syntax_error_in_the_students_file_is_an_error_with_its_file_and_line(made, tmp_path):
+def test_a_syntax_error_in_the_students_file_is_the_error_of_its_functions_only(made, tmp_path):
     folder = tmp_path / "broken"
     shutil.copytree(made["layers", "student"], folder)
     pool = folder / "cnnlite" / "reference" / "pool.py"
     stub = '    raise NotImplementedError("implement max_pool2d_forward")'
     line = pool.read_text().splitlines().index(stub) + 1
     pool.write_text(pool.read_text().replace(stub, "    y = max(x"))
-    (outcome,) = check_assignment(folder).outcomes[:1]
-    assert outcome.status == "error"
-    assert f"SyntaxError: '(' was never closed (cnnlite/reference/pool.py, line {line})" in \
-        outcome.detail
+    conv, max_pool, norm = check_assignment(folder).outcomes
+    assert max_pool.status == "error"
+    assert max_pool.detail == (f"SyntaxError: '(' was never closed "
+                               f"(cnnlite/reference/pool.py, line {line})")
+    assert conv.detail == "implement conv2d_forward"
+    assert norm.detail == "implement batch_norm_statistics"
+
+
+def test_a_missing_file_is_an_error_and_never_the_graders_own_solution(made, tmp_path):
+    folder = tmp_path / "missing"
+    shutil.copytree(made["layers", "solution"], folder)
+    (folder / "cnnlite" / "reference" / "pool.py").unlink()
+    statuses = {o.check.label: (o.status, o.detail) for o in check_assignment(folder).outcomes}
+    assert statuses == {
+        "conv2d (direct loops)": ("passed", ""),
+        "max_pool2d (loops)": ("error", "FileNotFoundError: cnnlite/reference/pool.py is "
+                                        "missing from the student's folder"),
+        "batch_norm (loops)": ("passed", "")}
+
+
+# --- what the grader trusts ------------------------------------------------------------------
+
+ALWAYS_PASS = textwrap.dedent("""
+
+    def run_check(spec, check, implementation, params=None, dtype="float64", *args, **kwargs):
+        return CheckResult(spec.name, implementation, check, PASSED, dtype=dtype)
+""")
+
+
+def _check_op_in(folder, op, implementation):
+    """The status ``optable.check_op`` gives with ``folder``'s own copy of cnnlite imported."""
+    code = (f"from cnnlite import optable; "
+            f"print(optable.check_op({op!r}, {implementation!r}).status)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=folder, capture_output=True,
+                            text=True, env={**os.environ, "PYTHONPATH": str(folder)}, check=True)
+    return result.stdout.strip()
+
+
+def test_a_student_who_rewrites_the_op_tables_checks_to_pass_still_gets_the_real_report(
+        made, tmp_path):
+    folder = tmp_path / "tampered"
+    shutil.copytree(made["layers", "student"], folder)
+    with open(folder / "cnnlite" / "optable" / "checks.py", "a") as checks:
+        checks.write(ALWAYS_PASS)
+    assert _check_op_in(folder, "max_pool2d", "loops") == "passed", "the tampering works"
+    report = check_assignment(folder)
+    assert [o.status for o in report.outcomes] == ["not implemented"] * 3
+    assert report.exit_status == 1
+
+
+def test_a_student_who_drops_the_failing_checks_from_assignment_toml_still_gets_them(
+        made, tmp_path, capsys):
+    folder = _planted(made, "layers", tmp_path, "cnnlite/reference/pool.py",
+                      "gx[planes, argmax[:, :, i, j].reshape(-1)]",
+                      "gx[planes, (argmax[:, :, i, j].reshape(-1) + 1) % (h * w)]")
+    toml = (folder / "assignment.toml").read_text()
+    kept = toml[:toml.index("[[checks]]")].replace("timeout = 60", "timeout = 0.001")
+    (folder / "assignment.toml").write_text(
+        kept + '[[checks]]\nlabel = "add"\nop = "add"\nimplementation = "numpy"\n')
+    assert main(["check", str(folder)]) == 1
+    lines = _report_lines(capsys.readouterr().out)
+    assert [line.split()[0] for line in lines[:3]] == ["conv2d", "max_pool2d", "batch_norm"]
+    assert "max_pool2d (loops)       wrong gradient" in lines[1]
+    assert lines[-1] == "2 of 3 checks passed; to fix: max_pool2d (loops)"
+
+
+def test_edits_to_files_the_assignment_does_not_name_have_no_effect(made, tmp_path):
+    folder = tmp_path / "elsewhere"
+    shutil.copytree(made["layers", "solution"], folder)
+    (folder / "cnnlite" / "__init__.py").write_text("raise SystemExit('not the grader')\n")
+    (folder / "cnnlite" / "assignment" / "check.py").write_text("this is not Python\n")
+    report = check_assignment(folder)
+    assert [o.status for o in report.outcomes] == ["passed"] * 3
+    assert report.files == ("cnnlite/reference/conv.py", "cnnlite/reference/pool.py",
+                            "cnnlite/reference/norm.py")
+
+
+def test_a_folder_that_claims_another_assignment_is_refused_when_the_grader_names_it(
+        made, tmp_path, capsys):
+    folder = tmp_path / "renamed"
+    shutil.copytree(made["layers", "student"], folder)
+    toml = folder / "assignment.toml"
+    toml.write_text(toml.read_text().replace('name = "layers"', 'name = "autograd"'))
+    assert main(["check", str(folder), "--assignment", "layers"]) == 2
+    assert "names the assignment 'autograd', not 'layers'" in capsys.readouterr().err
+
+
+POOLING = """\
+name = "pooling"
+title = "Max pooling by hand"
+files = ["reference/pool.py"]
+
+[[checks]]
+label = "max_pool2d"
+op = "max_pool2d"
+implementation = "loops"
+"""
+
+
+def test_an_assignment_of_ones_own_is_graded_as_recorded_or_by_the_instructors_file(
+        tmp_path):
+    spec = tmp_path / "pooling.toml"
+    spec.write_text(POOLING)
+    folder = tmp_path / "hw"
+    make_assignment(spec, folder)
+    readme = " ".join((folder / "README.md").read_text().split())
+    assert "recorded when this folder was made (from `pooling.toml`)" in readme
+    recorded = check_assignment(folder)
+    assert [o.status for o in recorded.outcomes] == ["not implemented"]
+    assert recorded.checks_from.endswith("assignment.toml, as recorded when the folder was made")
+    toml = folder / "assignment.toml"
+    toml.write_text(POOLING.replace('"max_pool2d"', '"add"').replace('"loops"', '"numpy"'))
+    assert [o.status for o in check_assignment(folder).outcomes] == ["passed"]
+    pinned = check_assignment(folder, assignment=spec)
+    assert [(o.check.op, o.status) for o in pinned.outcomes] == [("max_pool2d",
+                                                                  "not implemented")]
+    assert pinned.checks_from == str(spec)
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../setup.py", "reference/../../x.py",
+                                  "reference\\pool.py"])
+def test_an_assignment_file_may_only_name_files_inside_the_package(path):
+    with pytest.raises(AssignmentError, match="files must be paths inside the cnnlite package"):
+        parse_assignment(POOLING.replace('"reference/pool.py"', json.dumps(path)))
+
+
+def test_an_assignment_of_ones_own_may_not_take_a_shipped_name(tmp_path):
+    spec = tmp_path / "mine.toml"
+    spec.write_text(POOLING.replace('"pooling"', '"layers"'))
+    with pytest.raises(AssignmentError, match="name 'layers' is a shipped assignment's"):
+        make_assignment(spec, tmp_path / "out")
 
 
 def test_the_report_has_a_line_per_check_with_details_wrapped_under_the_status():

@@ -6,7 +6,9 @@ assignment (``assignments/*.toml``: the files whose regions make it, and the che
 it) into a student's folder, a copy of the package with those regions replaced by
 ``raise NotImplementedError("implement <function>")``; it also stubs a single file, a notebook
 or a folder. ``check_assignment`` grades such a folder in a separate process with the checks of
-the op table (``cnnlite.optable``). On the command line::
+the op table (``cnnlite.optable``), trusting only the assignment's files in it: they are copied
+into a fresh copy of the grader's own package (``cnnlite.assignment.grading``), and the checks
+are the shipped ones. On the command line::
 
     cnnlite assignment make layers --out hw1        # the student's folder
     cnnlite assignment check hw1                    # a line per check; exit status 0 if all pass

@@ -1,16 +1,27 @@
 """``cnnlite assignment check DIR``: grade a student's folder with the checks of the op table.
 
+The grader trusts only the files the student is meant to write. It builds a grading folder
+(``cnnlite.assignment.grading``): a fresh copy of its own cnnlite with the assignment's files
+(``reference/pool.py``, ...) taken from ``DIR``; the checks are the assignment's as shipped
+with cnnlite, whatever ``DIR``'s copies of the op table, the grader or ``assignment.toml`` say
+(an assignment of one's own: as ``DIR`` recorded it when it was made, or the instructor's file).
+
 The student's code never runs in the grader's process. A worker process,
 
-    python -m cnnlite.assignment.check --worker SPEC_JSON      (cwd DIR, PYTHONPATH=DIR:...)
+    python -m cnnlite.assignment.check --worker SPEC_JSON   (cwd GRADING, PYTHONPATH=GRADING:...)
 
-imports ``cnnlite`` from ``DIR`` (the student's copy), runs each check of ``DIR/assignment.toml``
-through ``cnnlite.optable.check_op`` and prints one JSON line per result. The grader reads them
+imports ``cnnlite`` from the grading folder, runs each check through
+``cnnlite.optable.check_op`` and prints one JSON line per result. The grader reads them
 with a clock per check: a check that gives no result in time (an endless loop) is reported as
 "timed out", the worker is stopped and a fresh one runs the checks that are left; a worker
 that dies (a crash, ``sys.exit`` in the student's code) costs only the check it was running.
 
-The report has one line per check, its status and, when it failed, the worst element::
+The report names the files graded and where the checks came from, then has one line per
+check, its status and, when it failed, the worst element::
+
+    graded:  cnnlite/reference/conv.py, cnnlite/reference/pool.py, cnnlite/reference/norm.py
+             (only these files of hw1; the rest of cnnlite is the grader's own)
+    checks:  assignment layers, shipped with cnnlite
 
     conv2d (direct loops)     passed
     max_pool2d (loops)        wrong gradient: input 0, element (0, 1, 2, 3): got 0.0,
@@ -34,7 +45,8 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnnlite.assignment.make import ASSIGNMENT_FILE, AssignmentError, Check, parse_assignment
+from cnnlite.assignment.grading import build_grading_folder, graded_assignment
+from cnnlite.assignment.make import AssignmentError, Check
 
 __all__ = ["STATUSES", "Outcome", "Report", "check_assignment", "run_worker"]
 
@@ -47,6 +59,7 @@ STARTUP_TIMEOUT = 120.0
 #: code prints is not a result.
 _PREFIX = "cnnlite-assignment-worker "
 _REPORT_WIDTH = 96
+_HEADER_COLUMN = 9
 
 
 @dataclass
@@ -66,10 +79,15 @@ class Outcome:
 
 @dataclass
 class Report:
-    """The outcomes of an assignment's checks, in the file's order."""
+    """The outcomes of an assignment's checks, in the file's order; ``files`` are the student's
+    files that were graded (paths in the folder), ``folder`` the folder and ``checks_from``
+    where the checks came from."""
 
     assignment: str
     outcomes: list[Outcome] = field(default_factory=list)
+    files: tuple[str, ...] = ()
+    folder: str = ""
+    checks_from: str = ""
 
     @property
     def passed(self) -> bool:
@@ -80,11 +98,26 @@ class Report:
         """0 when every check passed, 1 otherwise."""
         return 0 if self.passed else 1
 
+    def _header(self, width: int) -> list[str]:
+        """What was graded: the student's files, then where the checks came from."""
+        def entry(name, text):
+            return textwrap.wrap(text, width, initial_indent=f"{name}:".ljust(_HEADER_COLUMN),
+                                 subsequent_indent=" " * _HEADER_COLUMN)
+
+        scope = (f"(only these files of {self.folder or 'the folder'}; the rest of cnnlite is "
+                 f"the grader's own)")
+        return (entry("graded", ", ".join(self.files))
+                + textwrap.wrap(scope, width, initial_indent=" " * _HEADER_COLUMN,
+                                subsequent_indent=" " * _HEADER_COLUMN)
+                + entry("checks", f"assignment {self.assignment}"
+                                  + (f", {self.checks_from}" if self.checks_from else ""))
+                + [""])
+
     def format(self, width: int = _REPORT_WIDTH) -> str:
-        """The report as the command prints it: a line per check, wrapped under its status
-        column, then the summary."""
+        """The report as the command prints it: what was graded (when ``files`` are known),
+        a line per check, wrapped under its status column, then the summary."""
         column = max(len(outcome.check.label) for outcome in self.outcomes) + 4
-        lines = []
+        lines = self._header(width) if self.files else []
         for outcome in self.outcomes:
             text = outcome.status + (f": {outcome.detail}" if outcome.detail else "")
             wrapped = textwrap.wrap(text, max(width - column, 30)) or [""]
@@ -98,7 +131,7 @@ class Report:
         return "\n".join(lines + [""] + textwrap.wrap(summary, width, subsequent_indent="  "))
 
 
-# --- the worker: runs in the student's folder ------------------------------------------------
+# --- the worker: runs in the grading folder --------------------------------------------------
 
 def _emit(channel, message: dict) -> None:
     channel.write(_PREFIX + json.dumps(message) + "\n")
@@ -133,8 +166,8 @@ def _run_one(optable, check: dict, dtype: str, seed: int) -> dict:
 
 
 def run_worker(spec: dict) -> None:
-    """The worker's side: import cnnlite (the student's, first on the path), say where it came
-    from, then run ``spec["checks"]`` one by one, a result line each.
+    """The worker's side: import cnnlite (the grading folder's, first on the path), say where
+    it came from, then run ``spec["checks"]`` one by one, a result line each.
 
     The student's ``print`` goes to stderr meanwhile, so that stdout carries only results.
     """
@@ -155,8 +188,8 @@ def run_worker(spec: dict) -> None:
 # --- the grader: starts workers and reads their lines ----------------------------------------
 
 class _Worker:
-    """One worker process on a list of checks; ``next_message(timeout)`` is its next line as a
-    dict, None when it has ended, or raises ``TimeoutError``."""
+    """One worker process on a list of checks, in the grading folder; ``next_message(timeout)``
+    is its next line as a dict, None when it has ended, or raises ``TimeoutError``."""
 
     def __init__(self, folder: Path, checks: list[Check], dtype: str, seed: int):
         spec = {"checks": [{"op": c.op, "implementation": c.implementation} for c in checks],
@@ -256,35 +289,48 @@ def _run_checks(folder: Path, checks: list[Check], dtype: str, seed: int,
     return outcomes
 
 
-def check_assignment(folder, timeout: float | None = None) -> Report:
-    """Run the checks of ``folder/assignment.toml`` against the student's ``folder/cnnlite``.
+def check_assignment(folder, timeout: float | None = None, *, assignment=None,
+                     checks=None) -> Report:
+    """Grade the student's files of ``folder`` with its assignment's checks, in a grading folder
+    made of the grader's own cnnlite and only those files (``cnnlite.assignment.grading``).
 
     Parameters
     ----------
     folder : str or Path
         A folder made by ``cnnlite assignment make`` (and edited by the student).
     timeout : float, optional
-        Seconds one check may run (default: the assignment file's ``timeout``).
+        Seconds one check may run (default: the assignment's ``timeout``).
+    assignment : str, Path or Assignment, optional
+        Grade as this assignment (a shipped name, the instructor's TOML file, or a parsed one)
+        rather than the one ``folder/assignment.toml`` names; a folder made for another is an
+        ``AssignmentError``.
+    checks : sequence of Check, optional
+        Run these checks of the op table instead of the assignment's (for course tools and
+        tests; the command line has no such option).
 
     Returns
     -------
     Report
-        One ``Outcome`` per check; ``report.format()`` is the text the command prints.
+        One ``Outcome`` per check, the files graded and where the checks came from;
+        ``report.format()`` is the text the command prints.
     """
     folder = Path(folder).resolve()
-    spec_file = folder / ASSIGNMENT_FILE
-    if not spec_file.is_file():
-        raise AssignmentError(f"{folder} has no {ASSIGNMENT_FILE}: is it a folder made by "
-                              f"`cnnlite assignment make NAME --out DIR`?")
-    if not (folder / "cnnlite" / "__init__.py").is_file():
-        raise AssignmentError(f"{folder} has no cnnlite/ package to check (expected "
-                              f"{folder / 'cnnlite' / '__init__.py'})")
-    assignment = parse_assignment(spec_file.read_text(encoding="utf-8"), str(spec_file))
+    graded = graded_assignment(folder, assignment)
+    if not (folder / "cnnlite").is_dir():
+        raise AssignmentError(f"{folder} has no cnnlite/ folder with the files to check "
+                              f"(expected {folder / 'cnnlite'})")
     if timeout is not None and not timeout > 0:
         raise AssignmentError(f"--timeout must be a number of seconds > 0, got {timeout}")
-    outcomes = _run_checks(folder, list(assignment.checks), assignment.dtype, assignment.seed,
-                           assignment.timeout if timeout is None else timeout)
-    return Report(assignment.name, outcomes)
+    spec = graded.assignment
+    checks = list(spec.checks if checks is None else checks)
+    # ignore_cleanup_errors: a process the student's code started may still hold a file open.
+    with tempfile.TemporaryDirectory(prefix="cnnlite-grading-",
+                                     ignore_cleanup_errors=True) as grading:
+        build_grading_folder(spec, folder, grading)
+        outcomes = _run_checks(Path(grading).resolve(), checks, spec.dtype, spec.seed,
+                               spec.timeout if timeout is None else timeout)
+    return Report(spec.name, outcomes, tuple(f"cnnlite/{name}" for name in spec.files),
+                  str(folder), graded.checks_from)
 
 
 if __name__ == "__main__":

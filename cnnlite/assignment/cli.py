@@ -4,6 +4,10 @@
     cnnlite assignment make lab.ipynb --out student/    # a notebook, a .py file or a folder
     cnnlite assignment make layers --out key --solution # nothing stubbed: the version that passes
     cnnlite assignment check hw1                        # a line per check; exit 0 if all pass
+    cnnlite assignment check hw1 --assignment layers    # refuse a folder made for another one
+
+``check`` grades only the assignment's files of the folder, with the grader's own cnnlite and
+the assignment's checks as shipped (``cnnlite.assignment.grading``).
 
 Errors (a file without regions, a marker out of place, a non-empty ``--out``) are
 ``OpError``s with one line that names the file and the line; ``cnnlite`` prints them as
@@ -47,6 +51,10 @@ def add_actions(parser: argparse.ArgumentParser) -> None:
     check.add_argument("folder", metavar="DIR", help="a folder made by `assignment make`")
     check.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                        help="seconds one check may run (default: the assignment's own)")
+    check.add_argument("--assignment", default=None, metavar="NAME|FILE",
+                       help="grade as this assignment (a shipped name, or the .toml file an "
+                            "assignment of one's own was made from) instead of trusting the "
+                            "name and, for one's own, the checks in DIR/assignment.toml")
 
 
 def _made_summary(made) -> str:
@@ -64,7 +72,7 @@ def run_assignment_command(args: argparse.Namespace) -> int:
         made = make_assignment(args.source, args.out, force=args.force, solution=args.solution)
         print(_made_summary(made))
         return 0
-    report = check_assignment(args.folder, timeout=args.timeout)
+    report = check_assignment(args.folder, timeout=args.timeout, assignment=args.assignment)
     print(report.format())
     return report.exit_status
 

@@ -6,10 +6,14 @@ whose solution regions (``cnnlite.assignment.regions``) make the assignment, and
 that grade it. Its student version is a folder::
 
     DIR/cnnlite/        a full copy of the installed package, only the assignment's files stubbed
-    DIR/assignment.toml the assignment's file: which checks ``cnnlite assignment check DIR`` runs
-    DIR/README.md       what to implement, where, and how to check it
+    DIR/assignment.toml the assignment's file: says which assignment the folder is
+    DIR/README.md       what to implement, where, how to check it and what the grader reads
 
 so that ``import cnnlite`` with ``DIR`` first on ``sys.path`` imports the student's copy.
+The grader (``cnnlite.assignment.grading``) takes only the assignment's files from ``DIR``. For
+a shipped assignment it reads nothing but the name from ``DIR/assignment.toml``; an assignment
+made from a TOML file of one's own is graded as that file was recorded in ``DIR``, so it may
+not take a shipped assignment's name.
 A path instead of a name stubs every region of a ``.py`` file, a notebook, or every ``.py`` and
 ``.ipynb`` file of a folder (the folder's other files are copied as they are); notebooks lose
 their outputs. ``solution=True`` makes the same folder without stubbing anything: the version
@@ -26,7 +30,7 @@ import shutil
 import textwrap
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import cnnlite
 from cnnlite.assignment.regions import Region, stub_notebook, stub_source
@@ -151,10 +155,17 @@ def parse_assignment(text: str, source: str = "<assignment>") -> Assignment:
             or not math.isfinite(timeout) or timeout <= 0):
         raise AssignmentError(f"{source}: timeout must be a number of seconds > 0, got "
                               f"{timeout!r}")
+    files = _string_list(document.get("files"), "files", source)
+    for name in files:
+        # The grader writes the student's copy of each file over its own: a path that leaves
+        # the package would let a folder's assignment.toml overwrite any file.
+        path = PurePosixPath(name)
+        if path.is_absolute() or ".." in path.parts or "\\" in name:
+            raise AssignmentError(f"{source}: files must be paths inside the cnnlite package "
+                                  f"(like 'reference/pool.py'), got {name!r}")
     return Assignment(_text(document, "name", source), _text(document, "title", source),
-                      _text(document, "instructions", source, required=False),
-                      _string_list(document.get("files"), "files", source), tuple(checks),
-                      dtype, seed, float(timeout), text)
+                      _text(document, "instructions", source, required=False), files,
+                      tuple(checks), dtype, seed, float(timeout), text)
 
 
 def load_assignment(name_or_path) -> Assignment:
@@ -258,7 +269,7 @@ def _write_all(out: Path, texts: dict) -> None:
         target.write_text(text, encoding="utf-8")
 
 
-def _copy_package(package: Path, target: Path) -> None:
+def copy_package(package: Path, target: Path) -> None:
     """The installed package without bytecode; the CUDA sources too, which an editable install
     keeps outside the package (as ``kernels/`` of the checkout)."""
     if target.exists():
@@ -277,8 +288,27 @@ def _wrapped(text: str, indent: str = "") -> list[str]:
     return textwrap.wrap(text, 92, subsequent_indent=indent, break_on_hyphens=False)
 
 
-def student_readme(assignment: Assignment, made: Made, solution: bool) -> str:
-    """The README.md of a shipped assignment's folder."""
+def _grading_note(assignment: Assignment, recorded_from: str | None) -> list[str]:
+    """What the grader reads from the student's folder, for the README."""
+    files = ", ".join(f"`cnnlite/{name}`" for name in assignment.files)
+    lines = _wrapped(f"The grader takes only these files from your folder: {files}. Everything "
+                     f"else (the rest of `cnnlite/`, this `{ASSIGNMENT_FILE}`) is the grader's "
+                     f"own copy, so changing it changes nothing in your grade.")
+    if recorded_from is None:
+        lines += [""] + _wrapped(f"The checks are the ones cnnlite ships for the assignment "
+                                 f"`{assignment.name}`; `{ASSIGNMENT_FILE}` here only says "
+                                 f"which assignment this folder is.")
+    else:
+        lines += [""] + _wrapped(f"The files and the checks are the ones `{ASSIGNMENT_FILE}` "
+                                 f"recorded when this folder was made (from "
+                                 f"`{recorded_from}`).")
+    return lines
+
+
+def student_readme(assignment: Assignment, made: Made, solution: bool,
+                   recorded_from: str | None = None) -> str:
+    """The README.md of an assignment's folder; ``recorded_from`` is the TOML file an
+    assignment of one's own was made from (None for a shipped one)."""
     lines = [f"# {assignment.title}", ""]
     if solution:
         lines += ["*The solution version (made with `--solution`): nothing is stubbed; every "
@@ -298,7 +328,8 @@ def student_readme(assignment: Assignment, made: Made, solution: bool) -> str:
                         "what is wrong (the worst element, its index, what was expected, how "
                         "many are off):"), ""]
     lines += [f"- {check.label}" for check in assignment.checks]
-    lines += ["", "The exit status is 0 when every check passes.", ""]
+    lines += ["", "The exit status is 0 when every check passes.", "", "## How it is graded", ""]
+    lines += _grading_note(assignment, recorded_from) + [""]
     return "\n".join(lines)
 
 
@@ -314,8 +345,9 @@ def make_assignment(source, out, *, force: bool = False, solution: bool = False)
     source : str or Path
         A shipped assignment's name (``"layers"``, ``"autograd"``; see
         ``shipped_assignments()``) or an assignment file of one's own (``.toml``, the same
-        keys), or the path of a ``.py`` file, a ``.ipynb`` notebook or a folder. A name wins
-        over a folder of the same name: write ``./layers`` for the folder.
+        keys, a name no shipped assignment has), or the path of a ``.py`` file, a ``.ipynb``
+        notebook or a folder. A name wins over a folder of the same name: write ``./layers``
+        for the folder.
     out : str or Path
         The folder to write; it must be empty or new unless ``force``.
     force : bool
@@ -329,19 +361,25 @@ def make_assignment(source, out, *, force: bool = False, solution: bool = False)
         The folder and, per stubbed file, its regions.
     """
     out = Path(out)
-    if str(source) in shipped_assignments() or str(source).endswith(".toml"):
+    shipped = str(source) in shipped_assignments()
+    if shipped or str(source).endswith(".toml"):
         assignment = load_assignment(source)
+        if not shipped and assignment.name in shipped_assignments():
+            raise AssignmentError(f"{source}: name {assignment.name!r} is a shipped "
+                                  f"assignment's; the grader would grade the folder as that "
+                                  f"one: choose another name")
         package = Path(cnnlite.__file__).resolve().parent
         if _inside(out.resolve(), package):
             raise AssignmentError(f"--out {out} lies inside the package it copies ({package})")
         texts, regions = _package_files(assignment, package, stub=not solution)
         made = Made(out, regions)
         _prepare_out(out, force)
-        _copy_package(package, out / "cnnlite")
+        copy_package(package, out / "cnnlite")
         _write_all(out, texts)
         (out / ASSIGNMENT_FILE).write_text(assignment.text, encoding="utf-8")
-        (out / "README.md").write_text(student_readme(assignment, made, solution),
-                                       encoding="utf-8")
+        readme = student_readme(assignment, made, solution,
+                                None if shipped else Path(source).name)
+        (out / "README.md").write_text(readme, encoding="utf-8")
         return made
     path = Path(source)
     if not path.exists():

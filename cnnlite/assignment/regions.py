@@ -59,11 +59,13 @@ class Region:
     indent: str
     function: str
 
-    def stub(self, fallback: str) -> str:
+    def stub(self, fallback: str, raising: str | None = None) -> str:
         """The line that replaces the region (``fallback`` names the place when no ``def``
-        encloses it)."""
-        what = self.function or fallback
-        return f'{self.indent}raise NotImplementedError("implement {what}")'
+        encloses it); ``raising``, an exception expression, replaces the usual
+        ``NotImplementedError("implement <function>")``."""
+        if raising is None:
+            raising = f'NotImplementedError("implement {self.function or fallback}")'
+        return f"{self.indent}raise {raising}"
 
 
 def _markers_by_tokens(source: str):
@@ -172,13 +174,14 @@ def find_regions(source: str, where: str = "<source>", *, notebook: bool = False
 
 
 def stub_source(source: str, where: str = "<source>", *, fallback: str = "this part",
-                notebook: bool = False) -> tuple[str, list[Region]]:
+                notebook: bool = False, raising: str | None = None) -> tuple[str, list[Region]]:
     """The student version of ``source``: every region replaced by its ``raise
     NotImplementedError("implement <function>")`` line. Returns (text, regions).
 
-    ``fallback`` names a region outside any def. The result is parsed again: a region whose
-    removal breaks the code (markers at the wrong indentation) is a ``RegionError`` at the
-    region's line.
+    ``fallback`` names a region outside any def; ``raising`` (Python source of an exception,
+    such as ``'SyntaxError("...")'``) is raised by every stub instead. The result is parsed
+    again: a region whose removal breaks the code (markers at the wrong indentation) is a
+    ``RegionError`` at the region's line.
     """
     regions = find_regions(source, where, notebook=notebook)
     if not regions:
@@ -188,7 +191,7 @@ def stub_source(source: str, where: str = "<source>", *, fallback: str = "this p
     pieces, taken = [], 0
     for region in regions:
         pieces += lines[taken:region.begin - 1]
-        pieces.append(region.stub(fallback) + newline)
+        pieces.append(region.stub(fallback, raising) + newline)
         taken = region.end
     pieces += lines[taken:]
     stubbed = "".join(pieces)
