@@ -1,10 +1,14 @@
-"""conv2d and linear: gradients pass the float64 check on both paths (numba kernels and reference
-loops), the paths agree with each other, with the direct loop convolution and with PyTorch,
-chunking the batch changes nothing, and bad input is refused with a clear message.
+"""conv2d and linear: what is special about them. The generic checks (values against the NumPy
+formula, float64 gradients by central differences, float32 and non-contiguous gradients and
+PyTorch parity, with and without a bias, over drawn strides, paddings, dilations and groups,
+depthwise included, on the im2col loops, numba, the CUDA kernels through the host harness, the
+GPU and the direct loop convolution) live in the op table (``cnnlite/optable/table_layers.py``,
+run by tests/test_optable.py).
 
-Shapes and hyper-parameters (stride, padding, dilation, groups, depthwise included) are drawn
-by hypothesis; values come from a seeded generator (a convolution is linear in x, w and b, so
-any values are away from kinks).
+Here: im2col and col2im (serial and parallel numba kernels against the loops, col2im the
+adjoint of im2col), chunking the batch, only the gradients asked for, a second backward pass,
+dtypes, bad input, and the table's checks catching planted bugs. Shapes and hyper-parameters
+are drawn by hypothesis; values come from a seeded generator.
 """
 import contextlib
 
@@ -15,14 +19,15 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 import cnnlite as cl
-from cnnlite import backend
+from cnnlite import backend, optable
 from cnnlite import functional as F
 from cnnlite.cpu import KERNELS as CPU_KERNELS
 from cnnlite.cpu import im2col as fast_kernels
 from cnnlite.cpu import parallel as cpu_parallel
 from cnnlite.functional import conv as conv_module
+from cnnlite.optable import checks
 from cnnlite.reference import conv as reference
-from helpers import check_op, torch_grads
+from helpers import torch_grads
 
 
 def as_pair(value):
@@ -90,10 +95,6 @@ def numba_kernels(mode):
         yield
 
 
-def conv_of(kwargs):
-    return lambda *inputs: F.conv2d(*inputs, **kwargs)
-
-
 def torch_conv_of(kwargs):
     return lambda *inputs: torch.nn.functional.conv2d(*inputs, **kwargs)
 
@@ -113,34 +114,7 @@ def assert_all_close(got, expected, rtol, atol):
         np.testing.assert_allclose(mine, theirs, rtol=rtol, atol=atol)
 
 
-# --- gradients --------------------------------------------------------------------------------
-
-@with_landmarks
-@given(case=conv_cases())
-def test_conv2d_gradcheck_fast_path(case):
-    arrays, kwargs = case
-    cl.gradcheck(conv_of(kwargs), [cl.tensor(a, requires_grad=True) for a in arrays])
-
-
-@with_landmarks
-@given(case=conv_cases(max_channels=3, max_side=5))
-def test_conv2d_gradcheck_reference_loops(case):
-    arrays, kwargs = case
-    with backend.use_reference():
-        cl.gradcheck(conv_of(kwargs), [cl.tensor(a, requires_grad=True) for a in arrays])
-
-
-@with_landmarks
-@given(case=conv_cases())
-def test_conv2d_matches_pytorch(case):
-    arrays, kwargs = case
-    check_op(conv_of(kwargs), arrays, torch_fn=torch_conv_of(kwargs), rtol=1e-6,
-             gradcheck=False)
-    expected = torch_conv_of(kwargs)(*[torch.tensor(a) for a in arrays]).numpy()
-    got = conv_of(kwargs)(*[cl.tensor(a) for a in arrays]).data
-    assert got.shape == expected.shape
-    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-12)
-
+# --- the gradients asked for -----------------------------------------------------------------
 
 @given(case=conv_cases())
 def test_only_the_gradients_asked_for_are_computed(case):
@@ -154,37 +128,12 @@ def test_only_the_gradients_asked_for_are_computed(case):
     np.testing.assert_allclose(w.grad, theirs[1], rtol=1e-6, atol=1e-10)
 
 
-# --- the three implementations agree ----------------------------------------------------------
-
-@pytest.mark.parametrize("dtype, rtol, atol", [(np.float32, 1e-5, 1e-5),
-                                               (np.float64, 1e-12, 1e-12)])
-@pytest.mark.parametrize("mode", ["serial", "parallel"])
-@with_landmarks
-@given(case=conv_cases())
-def test_fast_path_equals_reference_loops(case, mode, dtype, rtol, atol):
-    arrays, kwargs = case
-    with numba_kernels(mode):
-        fast = values_and_grads(arrays, kwargs, dtype)
-    with backend.use_reference():
-        slow = values_and_grads(arrays, kwargs, dtype)
-    assert_all_close(fast, slow, rtol, atol)
-
-
-@with_landmarks
-@given(case=conv_cases(max_channels=3, max_side=6))
-def test_direct_convolution_equals_im2col_convolution(case):
-    arrays, kwargs = case
-    x, w, b = (arrays + [None])[:3]
-    pairs = {name: as_pair(kwargs[name]) for name in ("stride", "padding", "dilation")}
-    direct = reference.conv2d_forward(x, w, b, groups=kwargs["groups"], **pairs)
-    with backend.use_reference():
-        via_im2col = conv_of(kwargs)(*[cl.tensor(a) for a in arrays]).data
-    np.testing.assert_allclose(via_im2col, direct, rtol=1e-12, atol=1e-12)
-
+# --- im2col and col2im ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("mode", ["serial", "parallel"])
 @given(case=conv_cases(), dtype=st.sampled_from([np.float32, np.float64]))
 def test_im2col_and_col2im_kernels_equal_the_loops(case, dtype, mode):
+    """Serial and parallel: the table's small inputs run the numba kernels serially only."""
     arrays, kwargs = case
     x = arrays[0].astype(dtype)
     kh, kw = arrays[1].shape[2:]
@@ -299,24 +248,7 @@ def test_no_col_is_built_for_the_input_gradient_alone():
     assert len(seen["col"]) == cols_in_forward and len(seen["gcol"]) == 3
 
 
-# --- linear -----------------------------------------------------------------------------------
-
-@st.composite
-def linear_cases(draw):
-    leading = draw(st.lists(st.integers(1, 3), max_size=2))
-    n_in, n_out = draw(st.integers(1, 5)), draw(st.integers(1, 5))
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    arrays = [rng.standard_normal((*leading, n_in)), rng.standard_normal((n_out, n_in))]
-    if draw(st.booleans()):
-        arrays.append(rng.standard_normal(n_out))
-    return arrays
-
-
-@given(arrays=linear_cases())
-def test_linear_gradcheck_and_pytorch(arrays):
-    check_op(F.linear, arrays, numpy_fn=lambda x, w, b=0.0: x @ w.T + b,
-             torch_fn=torch.nn.functional.linear, rtol=1e-6)
-
+# --- dtypes, a second backward pass ----------------------------------------------------------
 
 def test_linear_keeps_float32():
     x = cl.tensor(np.ones((2, 3), np.float32), requires_grad=True)
@@ -433,26 +365,20 @@ def test_linear_refuses_bad_input(x_shape, w_shape, b_shape, fragment):
     assert f"w {w_shape}" in message and fragment in message
 
 
-# --- the checks above catch real bugs -------------------------------------------------------
+# --- the table's checks catch planted bugs ---------------------------------------------------
 
-def conv_inputs():
-    rng = np.random.default_rng(5)
-    return [cl.tensor(rng.standard_normal(shape), requires_grad=True)
-            for shape in ((2, 2, 5, 5), (3, 2, 3, 3), (3,))]
-
-
-def test_gradcheck_catches_a_col2im_with_a_wrong_index(monkeypatch):
+def test_the_table_catches_a_col2im_with_a_wrong_index(monkeypatch):
     real_col2im = backend.kernel("col2im", np.ones(1))
 
     def col2im_one_pixel_off(col, x_shape, *args):
         return np.roll(real_col2im(col, x_shape, *args), 1, axis=-1)
 
     monkeypatch.setitem(CPU_KERNELS, "col2im", col2im_one_pixel_off)
-    with pytest.raises(cl.GradcheckError, match="input 0"):
-        cl.gradcheck(conv_of(dict(padding=1)), conv_inputs())
+    result = optable.run_check(optable.spec("conv2d"), "gradient", "numba")
+    assert result.status == checks.WRONG_GRADIENT and "input 0" in result.detail, str(result)
 
 
-def test_gradcheck_catches_a_missing_bias_gradient(monkeypatch):
+def test_the_table_catches_a_missing_bias_gradient(monkeypatch):
     real_backward = conv_module.Conv2d.backward
 
     def backward_without_bias(self, gy):
@@ -460,5 +386,5 @@ def test_gradcheck_catches_a_missing_bias_gradient(monkeypatch):
         return gx, gw, None
 
     monkeypatch.setattr(conv_module.Conv2d, "backward", backward_without_bias)
-    with pytest.raises(cl.GradcheckError, match="input 2"):
-        cl.gradcheck(conv_of(dict(padding=1)), conv_inputs())
+    result = optable.run_check(optable.spec("conv2d"), "gradient", "numba")
+    assert result.status == checks.WRONG_GRADIENT and "input 2" in result.detail, str(result)

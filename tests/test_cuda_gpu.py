@@ -1,5 +1,10 @@
-"""On a GPU: every CUDA kernel equals its CPU version, gradients check in float64 on the GPU,
-and running out of GPU memory says how much was asked for and how much is free.
+"""On a GPU: the kernels that are not ops of the table (optimiser updates) and the GPU-only
+kernels equal their CPU versions and formulas, training runs on the device, and running out of
+GPU memory says how much was asked for and how much is free. The op table
+(``cnnlite/optable``, run by tests/test_optable.py) runs every hot op on the GPU as its "gpu"
+implementation: values against the NumPy formulas and the loops (dropout: the same mask as the
+CPU's for one seeded generator), float64 gradients by central differences on the GPU, float32
+and non-contiguous inputs.
 
 Without cupy or without a device the GPU tests skip and say which. The GPU code path is also
 checked everywhere, with a stand-in for cupy (NumPy arrays that say they belong to cupy, and a
@@ -18,7 +23,6 @@ import types
 import numpy as np
 import pytest
 import torch
-from test_cuda_kernels_host import registry_cases
 from test_kernel_routing import call, kernel_cases
 
 import cnnlite as cl
@@ -41,7 +45,6 @@ def no_gpu_reason():
 needs_gpu = pytest.mark.skipif(no_gpu_reason() is not None, reason=str(no_gpu_reason()))
 both_dtypes = pytest.mark.parametrize("dtype", [np.float32, np.float64],
                                       ids=["float32", "float64"])
-CASE_NAMES = [name for name, _ in registry_cases(np.random.default_rng(0), np.float64)]
 NEW_CASE_NAMES = [name for name, _ in kernel_cases(np.random.default_rng(0), np.float64)]
 
 
@@ -58,22 +61,7 @@ def tolerance(dtype):
 
 
 # ---------------------------------------------------------------------------------------------
-# GPU == CPU for every registry kernel; the GPU-only kernels against NumPy and PyTorch.
-
-@needs_gpu
-@both_dtypes
-@pytest.mark.parametrize("index", range(len(CASE_NAMES)), ids=CASE_NAMES)
-def test_registry_kernel_on_gpu_equals_the_numba_kernel(index, dtype):
-    name, args = registry_cases(np.random.default_rng(index), dtype)[index]
-    got = cuda.KERNELS[name](*[on_gpu(a) for a in args])
-    expected = cpu.KERNELS[name](*args)
-    got, expected = (got, expected) if isinstance(got, tuple) else ((got,), (expected,))
-    for g, e in zip(got, expected):
-        assert backend.is_cupy_array(g)
-        g = on_cpu(g)
-        assert g.shape == e.shape and g.dtype == e.dtype
-        np.testing.assert_allclose(g, e, **tolerance(dtype))
-
+# The GPU-only kernels against NumPy and PyTorch.
 
 @needs_gpu
 @both_dtypes
@@ -105,69 +93,6 @@ def test_gpu_only_kernels_equal_their_formulas(dtype):
     # The first Adam step moves every element by lr * g / (|g| + eps / ...): about lr.
     step = 0.01 * grad / (np.abs(grad) + 1e-8)
     np.testing.assert_allclose(on_cpu(gpu_state[0]), param - step, **tolerance(dtype))
-
-
-# ---------------------------------------------------------------------------------------------
-# Whole ops on the GPU: float64 gradient checks, and conv2d against the CPU.
-
-def gpu_tensor(array):
-    return cl.tensor(array, requires_grad=True, device="cuda")
-
-
-def distinct_values(shape, seed):
-    """A permutation of values 0.1 apart: no ties in a pooling window, no kinks for gradcheck."""
-    size = int(np.prod(shape))
-    return ((np.random.default_rng(seed).permutation(size) - size / 2) * 0.1).reshape(shape)
-
-
-@needs_gpu
-def test_conv2d_gradcheck_on_gpu():
-    rng = np.random.default_rng(0)
-    x, w, b = rng.standard_normal((2, 4, 5, 6)), rng.standard_normal((6, 2, 3, 2)), \
-        rng.standard_normal(6)
-    cl.gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride=(2, 1), padding=1, dilation=(1, 2),
-                                          groups=2),
-                 [gpu_tensor(x), gpu_tensor(w), gpu_tensor(b)])
-
-
-@needs_gpu
-def test_max_pool2d_gradcheck_on_gpu():
-    x = distinct_values((2, 3, 7, 6), 1)
-    cl.gradcheck(lambda x: F.max_pool2d(x, 3, stride=2, padding=1, ceil_mode=True),
-                 [gpu_tensor(x)])
-
-
-@needs_gpu
-def test_batch_norm_gradcheck_on_gpu():
-    rng = np.random.default_rng(2)
-    x, weight, bias = rng.standard_normal((3, 4, 2, 3)), rng.standard_normal(4), \
-        rng.standard_normal(4)
-    cl.gradcheck(lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
-                 [gpu_tensor(x), gpu_tensor(weight), gpu_tensor(bias)])
-
-
-@needs_gpu
-def test_local_response_norm_gradcheck_on_gpu():
-    x = np.random.default_rng(3).standard_normal((2, 6, 3, 3))
-    cl.gradcheck(lambda x: F.local_response_norm(x, 5, alpha=0.5, beta=0.75, k=2.0),
-                 [gpu_tensor(x)])
-
-
-@needs_gpu
-def test_conv2d_forward_and_backward_on_gpu_equal_the_cpu():
-    rng = np.random.default_rng(5)
-    x = rng.standard_normal((4, 6, 9, 9)).astype(np.float32)
-    w = rng.standard_normal((8, 3, 3, 3)).astype(np.float32)
-    upstream = rng.standard_normal((4, 8, 5, 5)).astype(np.float32)
-    results = []
-    for device in ("cpu", "cuda"):
-        xt = cl.tensor(x, requires_grad=True, device=device)
-        wt = cl.tensor(w, requires_grad=True, device=device)
-        y = F.conv2d(xt, wt, stride=2, padding=1, groups=2)
-        (y * cl.tensor(upstream, device=device)).sum().backward()
-        results.append([on_cpu(a) for a in (y.data, xt.grad, wt.grad)])
-    for got, expected in zip(results[1], results[0]):
-        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
 @needs_gpu
@@ -257,6 +182,12 @@ def test_launchers_compile_each_kernel_file_once_and_launch_its_kernels(stand_in
                                          "col2im<double>"]
     assert "__global__ void col2im(" in built["code"]
     assert not re.search(r"^\s*#\s*include", built["code"], re.MULTILINE)
+
+
+def distinct_values(shape, seed):
+    """A permutation of values 0.1 apart: no ties in a pooling window, no kinks for gradcheck."""
+    size = int(np.prod(shape))
+    return ((np.random.default_rng(seed).permutation(size) - size / 2) * 0.1).reshape(shape)
 
 
 def stand_in_tensor(array):
@@ -436,14 +367,6 @@ def test_new_kernels_on_gpu_equal_the_cpu_kernels(index, dtype):
     for g, e in zip(got, expected):
         assert backend.is_cupy_array(g)
         np.testing.assert_allclose(on_cpu(g), e, **tolerance(dtype))
-
-
-@needs_gpu
-def test_dropout_mask_on_gpu_is_the_cpu_mask_for_a_seeded_generator():
-    x = np.random.default_rng(13).standard_normal((64, 33))
-    masks = [F.dropout(cl.tensor(x, device=device), 0.5, rng=np.random.default_rng(14)).data
-             for device in ("cpu", "cuda")]
-    np.testing.assert_array_equal(on_cpu(masks[1]), masks[0])
 
 
 @needs_gpu

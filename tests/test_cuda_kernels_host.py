@@ -1,15 +1,19 @@
-"""The CUDA kernels of kernels/*.cu, run on the CPU through the harness in kernels/host, equal
-the reference ops.
+"""The CUDA kernels of kernels/*.cu run on the CPU through the harness in kernels/host: what the
+op table does not check.
 
 The harness (kernels/host/cuda_on_cpu.h) compiles the kernels' own source with g++ (or $CXX);
-inside ``host.run_on_cpu`` the launchers of ``cnnlite.cuda`` run on NumPy arrays through it, so
-these tests cover the kernels, their launchers (grid sizes, argument order and types, output
-allocation) and the registry's signatures, without a GPU. The library is built once per test
-session, and the last test checks that between them the tests launched every kernel.
+inside ``host.run_on_cpu`` the launchers of ``cnnlite.cuda`` run on NumPy arrays through it.
+The op table (``cnnlite/optable``, run by tests/test_optable.py) runs every hot op through
+them as its "cuda-host" implementation: values against the NumPy formulas and the loops,
+gradients, float32 and non-contiguous inputs, over drawn geometries (convolution strides,
+paddings, dilations and groups; pooling with ceil mode and count_include_pad; LRN windows;
+batch norm over channels longer than a block).
 
-References: the loops of ``cnnlite.reference`` for the registry kernels; NumPy formulas and
-PyTorch for softmax, cross-entropy and the optimiser updates; the NumPy twin of the counter
-generator for dropout masks.
+Here: the registry's signatures, NaN in max pooling, zeros in stochastic pooling, launch-shape
+independence, softmax of large logits and rows wider than a block, cross-entropy with label
+smoothing, dropout masks and their generator, the optimiser updates (against torch.optim), the
+harness's own plumbing and bad input. The last test checks that the table's cuda-host cases and
+the tests here launch every kernel between them.
 """
 import inspect
 import re
@@ -21,8 +25,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cnnlite import backend, cuda, reference
+from cnnlite import backend, cuda, optable, reference
 from cnnlite.cuda import host, module
+from cnnlite.optable import implementations
 from cnnlite.reference.dropout import counter_uniforms
 from cnnlite.errors import OpError
 from cnnlite.functional.pool import pool_window
@@ -70,79 +75,7 @@ def assert_same(got, expected, dtype):
 
 
 # ---------------------------------------------------------------------------------------------
-# Every registry kernel, on one input each (also used by test_cuda_gpu.py: GPU == CPU).
-
-def registry_cases(rng, dtype):
-    """(name, args) for every kernel of the registry, as NumPy arrays of ``dtype``."""
-    def normal(*shape):
-        return rng.standard_normal(shape).astype(dtype)
-
-    x = normal(2, 3, 7, 6)
-    conv = (3, 2, (2, 1), (1, 1), (1, 2))  # kh, kw, stride, padding, dilation
-    col = reference_conv.im2col(x, *conv)
-    window = pool_window("case", x.shape, (3, 2), (2, 1), (1, 0), ceil_mode=True)
-    pool = (window.kernel_size, window.stride, window.padding)
-    _, argmax = reference.pool.max_pool2d_forward(x, *pool, window.output_size)
-    gy_pool = normal(2, 3, *window.output_size)
-    positive = np.where(x > 0.3, x, 0).astype(dtype)
-    positive[0, 0, :3, :3] = 0  # an all-zero window
-    plain = pool_window("case", x.shape, (2, 3), (2, 2), 0, ceil_mode=True)
-    sample = (plain.kernel_size, plain.stride, plain.output_size)
-    uniforms = rng.random((2, 3, *plain.output_size))
-    x3 = normal(3, 4, 5)
-    mean, var = reference.norm.batch_norm_statistics(x3)
-    inv_std = (1 / np.sqrt(var + 1e-5)).astype(dtype)
-    weight, bias = normal(4), normal(4)
-    gy3 = normal(3, 4, 5)
-    grad_bias, grad_weight = reference.norm.batch_norm_grad_statistics(gy3, x3, mean, inv_std)
-    lrn = (5, 0.2, 0.75, 2.0)  # size, coefficient, beta, k: a coefficient that matters
-    _, denom, factor = reference.norm.lrn_forward(x3, *lrn)
-    a = normal(2, 3, 4) * 3
-    y_sigmoid = reference.activation.sigmoid_forward(a)
-    y_tanh = reference.activation.tanh_forward(a)
-    masks = [normal(*plain.kernel_size) for _ in range(3)]  # leaf1, leaf2, gate
-    _, gated_argmax = reference.generalized_pool.gated_max_ave_pool2d_forward(x, masks[2],
-                                                                              *sample)
-    gy_plain = normal(*uniforms.shape)
-    return [
-        ("im2col", (x, *conv)),
-        ("col2im", (normal(*col.shape), x.shape, *conv)),
-        ("max_pool2d_forward", (x, *pool, window.output_size)),
-        ("max_pool2d_backward", (gy_pool, argmax, x.shape[2:])),
-        ("avg_pool2d_forward", (x, *pool, window.output_size, True)),
-        ("avg_pool2d_forward", (x, *pool, window.output_size, False)),
-        ("avg_pool2d_backward", (gy_pool, x.shape[2:], *pool, True)),
-        ("avg_pool2d_backward", (gy_pool, x.shape[2:], *pool, False)),
-        ("stochastic_pool2d_sample", (positive, *sample, uniforms)),
-        ("probability_weighted_pool2d_forward", (positive, *sample)),
-        ("probability_weighted_pool2d_backward", (normal(*uniforms.shape), positive,
-                                                  *sample[:2])),
-        ("batch_norm_statistics", (x3,)),
-        ("batch_norm_forward", (x3, mean, inv_std, weight, bias)),
-        ("batch_norm_grad_statistics", (gy3, x3, mean, inv_std)),
-        ("batch_norm_backward", (gy3, x3, mean, inv_std, weight, grad_weight, grad_bias)),
-        ("lrn_forward", (x3, *lrn)),
-        ("lrn_backward", (gy3, x3, denom, factor, *lrn[:3])),
-        ("relu_forward", (a,)),
-        ("relu_backward", (a, normal(*a.shape))),
-        ("leaky_relu_forward", (a, 0.1)),
-        ("leaky_relu_backward", (a, normal(*a.shape), 0.1)),
-        ("elu_forward", (a, 1.3)),
-        ("elu_backward", (a, normal(*a.shape), 1.3)),
-        ("sigmoid_forward", (a,)),
-        ("sigmoid_backward", (y_sigmoid, normal(*a.shape))),
-        ("tanh_forward", (a,)),
-        ("tanh_backward", (y_tanh, normal(*a.shape))),
-        ("gated_max_ave_pool2d_forward", (x, masks[2], *sample)),
-        ("gated_max_ave_pool2d_backward", (gy_plain, x, masks[2], gated_argmax, *sample[:2])),
-        ("tree_pool2d_forward", (x, *masks, *sample)),
-        ("tree_pool2d_backward", (gy_plain, x, *masks, *sample[:2])),
-    ]
-
-
-def case_id(case):
-    return case[0]
-
+# The registry: a CUDA launcher for every kernel, with the loops' signature.
 
 def test_every_registry_kernel_has_a_cuda_launcher_with_the_same_signature():
     for name, loops in reference.KERNELS.items():
@@ -152,61 +85,6 @@ def test_every_registry_kernel_has_a_cuda_launcher_with_the_same_signature():
         assert ours == theirs, (name, ours, theirs)
 
 
-@both_dtypes
-@pytest.mark.parametrize("index", range(len(registry_cases(np.random.default_rng(0),
-                                                           np.float64))),
-                         ids=[c[0] for c in registry_cases(np.random.default_rng(0),
-                                                           np.float64)])
-def test_registry_kernel_equals_reference_loops(index, dtype):
-    name, args = registry_cases(np.random.default_rng(index), dtype)[index]
-    assert_same(KERNELS[name](*args), reference.KERNELS[name](*args), dtype)
-
-
-# ---------------------------------------------------------------------------------------------
-# im2col / col2im over strides, paddings, dilations; groups through a whole convolution.
-
-@st.composite
-def conv_geometries(draw):
-    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
-    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    # Big enough for one output position: H + 2p >= d (k - 1) + 1.
-    H = draw(st.integers(max(1, dilation[0] * (kh - 1) + 1 - 2 * padding[0]), 7))
-    W = draw(st.integers(max(1, dilation[1] * (kw - 1) + 1 - 2 * padding[1]), 7))
-    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), H, W)
-    return shape, (kh, kw, stride, padding, dilation), draw(st.sampled_from(DTYPES))
-
-
-@given(case=conv_geometries(), seed=st.integers(0, 99))
-def test_im2col_and_col2im_equal_the_loops(case, seed):
-    shape, conv, dtype = case
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(shape).astype(dtype)
-    col = KERNELS["im2col"](x, *conv)
-    assert_same(col, reference_conv.im2col(x, *conv), dtype)
-    gcol = rng.standard_normal(col.shape).astype(dtype)
-    assert_same(KERNELS["col2im"](gcol, shape, *conv),
-                reference_conv.col2im(gcol, shape, *conv), dtype)
-
-
-@both_dtypes
-@pytest.mark.parametrize("groups", [1, 2, 4])
-def test_grouped_convolution_through_the_column_layout_equals_direct_loops(groups, dtype):
-    """Groups need no kernel support: the rows of one group are contiguous in col."""
-    rng = np.random.default_rng(groups)
-    x = rng.standard_normal((2, 4, 6, 5)).astype(dtype)
-    w = rng.standard_normal((8, 4 // groups, 3, 2)).astype(dtype)
-    conv = (3, 2, (1, 2), (1, 1), (2, 1))
-    col = KERNELS["im2col"](x, *conv)
-    y = w.reshape(groups, 8 // groups, -1) @ col.reshape(groups, col.shape[0] // groups, -1)
-    OH, OW = (reference_conv.output_size(n, k, s, p, d)
-              for n, k, s, p, d in zip((6, 5), (3, 2), (1, 2), (1, 1), (2, 1)))
-    y = y.reshape(8, 2, OH, OW).transpose(1, 0, 2, 3)
-    direct = reference_conv.conv2d_direct(x, w, None, (1, 2), (1, 1), (2, 1), groups)
-    np.testing.assert_allclose(y, direct, **tolerance(dtype))
-
-
 def test_col2im_rejects_a_column_matrix_of_the_wrong_shape():
     with pytest.raises(OpError, match=r"col2im: expected col of shape .*\(27, 50\).*got col "
                                       r"\(27, 49\)"):
@@ -214,85 +92,12 @@ def test_col2im_rejects_a_column_matrix_of_the_wrong_shape():
 
 
 # ---------------------------------------------------------------------------------------------
-# Pooling over kernel sizes, strides, paddings, ceil mode and count_include_pad.
-
-@st.composite
-def pool_geometries(draw, padding=True):
-    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    pad = tuple(draw(st.integers(0, k // 2)) for k in kernel) if padding else (0, 0)
-    size = tuple(draw(st.integers(max(1, k - 2 * p), 7)) for k, p in zip(kernel, pad))
-    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3))) + size
-    window = pool_window("pool", shape, kernel, stride, pad, draw(st.booleans()))
-    return shape, window, draw(st.sampled_from(DTYPES))
-
+# Pooling: NaN, and the zeros that the table's positive inputs for stochastic pooling never hold.
 
 def distinct_values(shape, rng, dtype):
     """A permutation of distinct values 0.1 apart: no window holds a tie."""
     size = int(np.prod(shape))
     return ((rng.permutation(size) - size / 2) * 0.1).reshape(shape).astype(dtype)
-
-
-@given(case=pool_geometries(), seed=st.integers(0, 99))
-def test_max_pooling_equals_the_loops(case, seed):
-    shape, g, dtype = case
-    rng = np.random.default_rng(seed)
-    x = distinct_values(shape, rng, dtype)
-    args = (x, g.kernel_size, g.stride, g.padding, g.output_size)
-    y, argmax = KERNELS["max_pool2d_forward"](*args)
-    assert_same((y, argmax), reference.pool.max_pool2d_forward(*args), dtype)
-    gy = rng.standard_normal(y.shape).astype(dtype)
-    assert_same(KERNELS["max_pool2d_backward"](gy, argmax, shape[2:]),
-                reference.pool.max_pool2d_backward(gy, argmax, shape[2:]), dtype)
-
-
-@given(case=pool_geometries(), count_include_pad=st.booleans(), seed=st.integers(0, 99))
-def test_average_pooling_equals_the_loops(case, count_include_pad, seed):
-    shape, g, dtype = case
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(shape).astype(dtype)
-    window = (g.kernel_size, g.stride, g.padding)
-    assert_same(KERNELS["avg_pool2d_forward"](x, *window, g.output_size, count_include_pad),
-                reference.pool.avg_pool2d_forward(x, *window, g.output_size, count_include_pad),
-                dtype)
-    gy = rng.standard_normal(shape[:2] + g.output_size).astype(dtype)
-    args = (gy, shape[2:], *window, count_include_pad)
-    assert_same(KERNELS["avg_pool2d_backward"](*args),
-                reference.pool.avg_pool2d_backward(*args), dtype)
-
-
-@both_dtypes
-@pytest.mark.parametrize("count_include_pad", [True, False], ids=["include_pad", "exclude_pad"])
-@pytest.mark.parametrize("size, kernel, stride, padding", [
-    ((4, 5), (3, 3), (2, 2), (0, 0)),   # last window: rows 2..4 of 0..3, no padding to count
-    ((6, 4), (3, 3), (2, 2), (1, 1)),   # last window: rows 5..7 of the padded -1..6
-], ids=["no_padding", "padding"])
-def test_average_pooling_of_a_ceil_mode_window_past_the_padded_input(size, kernel, stride,
-                                                                   padding, count_include_pad,
-                                                                   dtype):
-    """Ceil mode adds a last window that runs past the padded input; even count_include_pad
-    counts only the part on the padded input (PyTorch's divisor). Random geometries reach this
-    rarely, so these two always run, against the loops and against PyTorch."""
-    shape = (2, 3, *size)
-    g = pool_window("pool", shape, kernel, stride, padding, ceil_mode=True)
-    assert any((n - 1) * s - p + k > h + p for n, s, p, k, h in
-               zip(g.output_size, stride, padding, kernel, size))  # the case is what it says
-    rng = np.random.default_rng(7)
-    x = rng.standard_normal(shape).astype(dtype)
-    window = (g.kernel_size, g.stride, g.padding)
-    y = KERNELS["avg_pool2d_forward"](x, *window, g.output_size, count_include_pad)
-    assert_same(y, reference.pool.avg_pool2d_forward(x, *window, g.output_size,
-                                                     count_include_pad), dtype)
-    t_x = torch.tensor(x, requires_grad=True)
-    t_y = torch.nn.functional.avg_pool2d(t_x, kernel, stride, padding, ceil_mode=True,
-                                         count_include_pad=count_include_pad)
-    np.testing.assert_allclose(y, t_y.detach().numpy(), **tolerance(dtype))
-    gy = rng.standard_normal(y.shape).astype(dtype)
-    gx = KERNELS["avg_pool2d_backward"](gy, size, *window, count_include_pad)
-    assert_same(gx, reference.pool.avg_pool2d_backward(gy, size, *window, count_include_pad),
-                dtype)
-    t_y.backward(torch.tensor(gy))
-    np.testing.assert_allclose(gx, t_x.grad.numpy(), **tolerance(dtype))
 
 
 @both_dtypes
@@ -318,11 +123,25 @@ def test_max_pooling_picks_the_first_nan_of_a_window(dtype):
                 reference.pool.max_pool2d_backward(gy, argmax, x.shape[2:]), dtype)
 
 
-@given(case=pool_geometries(padding=False), seed=st.integers(0, 99))
-def test_stochastic_and_probability_weighted_pooling_equal_the_loops(case, seed):
+@st.composite
+def stochastic_geometries(draw):
+    """Shape and window of a stochastic pooling (no padding), ceil mode or not, and a dtype."""
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    size = tuple(draw(st.integers(k, 7)) for k in kernel)
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3))) + size
+    window = pool_window("pool", shape, kernel, stride, 0, draw(st.booleans()))
+    return shape, window, draw(st.sampled_from(DTYPES))
+
+
+@given(case=stochastic_geometries(), seed=st.integers(0, 99))
+def test_stochastic_pooling_of_zeros_equals_the_loops(case, seed):
+    """About half the values are 0 and some windows all zeros (the table's inputs for
+    stochastic pooling are positive): sampling, expected value and its gradient equal the
+    loops'."""
     shape, g, dtype = case
     rng = np.random.default_rng(seed)
-    x = np.maximum(rng.standard_normal(shape), 0).astype(dtype)  # about half the values are 0
+    x = np.maximum(rng.standard_normal(shape), 0).astype(dtype)
     uniforms = rng.random(shape[:2] + g.output_size)
     sample = (g.kernel_size, g.stride, g.output_size)
     assert_same(KERNELS["stochastic_pool2d_sample"](x, *sample, uniforms),
@@ -332,43 +151,6 @@ def test_stochastic_and_probability_weighted_pooling_equal_the_loops(case, seed)
     gy = rng.standard_normal(uniforms.shape).astype(dtype)
     assert_same(KERNELS["probability_weighted_pool2d_backward"](gy, x, *sample[:2]),
                 reference.pool.probability_weighted_pool2d_backward(gy, x, *sample[:2]), dtype)
-
-
-# ---------------------------------------------------------------------------------------------
-# Normalisation: LRN window sizes (odd, even, larger than C), batch norm over long channels.
-
-@both_dtypes
-@pytest.mark.parametrize("size, beta", [(1, 0.75), (4, 0.75), (5, 0.5), (9, 1.3)])
-def test_lrn_equals_the_loops(size, beta, dtype):
-    rng = np.random.default_rng(size)
-    x = rng.standard_normal((2, 6, 7)).astype(dtype)
-    forward = (x, size, 0.3, beta, 1.5)
-    outputs = KERNELS["lrn_forward"](*forward)
-    assert_same(outputs, reference.norm.lrn_forward(*forward), dtype)
-    gy = rng.standard_normal(x.shape).astype(dtype)
-    backward = (gy, x, outputs[1], outputs[2], size, 0.3, beta)
-    assert_same(KERNELS["lrn_backward"](*backward), reference.norm.lrn_backward(*backward),
-                dtype)
-
-
-@both_dtypes
-@pytest.mark.parametrize("shape", [(8, 3, 1), (3, 2, 50), (1, 5, 7)])
-def test_batch_norm_equals_the_loops(shape, dtype):
-    """(3, 2, 50): 150 values per channel, several per thread before the block sum."""
-    rng = np.random.default_rng(shape[2])
-    x = (rng.standard_normal(shape) * 2 + 5).astype(dtype)  # a mean far from 0
-    mean, var = KERNELS["batch_norm_statistics"](x)
-    assert_same((mean, var), reference.norm.batch_norm_statistics(x), dtype)
-    inv_std = (1 / np.sqrt(var + 1e-5)).astype(dtype)
-    weight, bias = (rng.standard_normal(shape[1]).astype(dtype) for _ in range(2))
-    assert_same(KERNELS["batch_norm_forward"](x, mean, inv_std, weight, bias),
-                reference.norm.batch_norm_forward(x, mean, inv_std, weight, bias), dtype)
-    gy = rng.standard_normal(shape).astype(dtype)
-    sums = KERNELS["batch_norm_grad_statistics"](gy, x, mean, inv_std)
-    assert_same(sums, reference.norm.batch_norm_grad_statistics(gy, x, mean, inv_std), dtype)
-    backward = (gy, x, mean, inv_std, weight, sums[1], sums[0])
-    assert_same(KERNELS["batch_norm_backward"](*backward),
-                reference.norm.batch_norm_backward(*backward), dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -621,15 +403,24 @@ def test_numpy_arrays_outside_the_harness_are_refused():
 
 
 # ---------------------------------------------------------------------------------------------
-# Last: between them, the tests above launched every kernel of every kernels/*.cu file.
+# Last: between them, the table's cuda-host cases and the tests above launched every kernel of
+# every kernels/*.cu file.
 
-def test_every_kernel_was_launched_by_the_tests_of_this_module(request, launched_here):
-    """A kernel that no test launches is a kernel that no test checks. Runs only when the whole
-    module ran (not for a -k selection or a single test), and last, after the others."""
+def test_every_kernel_is_launched_by_the_table_or_a_test_here(request, launched_here):
+    """A kernel that no test launches is a kernel that no test checks. Runs the table's float32
+    value and gradient checks of every op on the harness (one example each: the kernels an op
+    launches do not depend on its parameters), and only when the whole module ran (not for a -k
+    selection or a single test), last, after the others."""
     module_file = request.node.path
     selected = [item for item in request.session.items if item.path == module_file]
     defined = request.node.parent.collect()  # this module's tests, parametrised, unfiltered
     if len(selected) < len(defined) or selected[-1] is not request.node:
         pytest.skip("only a part of this module ran")
+    for spec in optable.OPS.values():
+        if "cuda-host" in spec.implementations:
+            for check in ("value", "gradient"):
+                result = optable.run_check(spec, check, "cuda-host", dtype="float32")
+                assert result.passed, str(result)
+    launched = launched_here | implementations.host_kernels().launched
     expected = {e for topic in module.KERNEL_SOURCES for e in module.name_expressions(topic)}
-    assert not expected - launched_here, f"never launched: {sorted(expected - launched_here)}"
+    assert not expected - launched, f"never launched: {sorted(expected - launched)}"

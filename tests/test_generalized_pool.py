@@ -1,10 +1,14 @@
 """Gated max-average pooling, tree pooling (Lee, Gallagher and Tu 2016) and the per-channel
-affine map: gradients by central differences on both paths (reference loops and numba), the
-numba kernels equal to the loops in float32 and float64, the limiting cases (max, average and
-max+avg pooling), Caffe's ceil-mode output sizes, the layers' parameters in the prototxt's
-order, and bad input.
+affine map: what is special about them. The generic checks (values against the NumPy formulas,
+float64 gradients by central differences for x and the masks, float32 and non-contiguous
+gradients, over drawn windows and strides with clipped ceil-mode windows, on the loops, numba,
+the CUDA kernels through the host harness and the GPU; the affine map per channel and shared,
+against its loops) live in the op table (``cnnlite/optable/table_layers.py``, run by
+tests/test_optable.py).
+
+Here: the limiting cases (max, average and max+avg pooling), an empty batch, Caffe's ceil-mode
+output sizes, the layers' parameters in the prototxt's order, and bad input.
 """
-import contextlib
 import re
 from pathlib import Path
 
@@ -14,137 +18,29 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import cnnlite as cl
-from cnnlite import backend, nn
+from cnnlite import nn, optable
 from cnnlite import functional as F
 from cnnlite.cpu import generalized_pool as numba_kernels
 from cnnlite.errors import OpError
 from cnnlite.functional.generalized_pool import eltwise_affine, gated_max_ave_pool2d, tree_pool2d
-from cnnlite.functional.pool import pool_output_size
 from cnnlite.nn.generalized_pool import (EltwiseAffine, GatedMaxAvePool2d, TreePool2d,
                                          TreePoolMaxAve2d)
+from cnnlite.optable import implementations
 from cnnlite.reference import generalized_pool as loops
 
 BENCHMARK = (Path(__file__).resolve().parents[2] / "shared" / "references"
              / "caffenet-benchmark" / "prototxt")
 
-both_paths = pytest.mark.parametrize("path", ["reference", "numba"])
-both_dtypes = pytest.mark.parametrize("dtype", [np.float32, np.float64],
-                                      ids=["float32", "float64"])
+every_family = pytest.mark.parametrize("family", ["loops", "numba", "cuda-host"])
 
 
-def on_path(path):
-    """The reference loops inside ``use_reference()``, else the numba kernels."""
-    return backend.use_reference() if path == "reference" else contextlib.nullcontext()
-
-
-def tensors(*arrays):
-    return [cl.tensor(a, requires_grad=True) for a in arrays]
-
-
-def untied(rng, shape):
-    """Distinct values well apart (at least 1e-3), so that no step of a central difference
-    changes which element is a window's maximum."""
-    values = rng.permutation(np.prod(shape)).astype(np.float64) * 1e-2
-    return (values - values.mean()).reshape(shape) / 4
-
-
-# ---------------------------------------------------------------------------------------------
-# Gradients, float64 central differences, on both paths. 7 x 6 with k = 3, s = 2 has clipped
-# last windows along W (ceil mode); the non-square case clips both axes.
-
-GEOMETRIES = [((2, 3, 7, 6), (3, 3), 2), ((1, 2, 5, 7), (2, 3), (2, 2))]
-
-
-@both_paths
-@pytest.mark.parametrize("shape, window, stride", GEOMETRIES)
-def test_gated_max_ave_pool2d_gradients(path, shape, window, stride, rng):
-    x, gate = untied(rng, shape), rng.standard_normal(window)
-    with on_path(path):
-        assert cl.gradcheck(lambda a, g: gated_max_ave_pool2d(a, g, stride), tensors(x, gate))
-
-
-@both_paths
-@pytest.mark.parametrize("shape, window, stride", GEOMETRIES)
-def test_tree_pool2d_gradients(path, shape, window, stride, rng):
-    x = rng.standard_normal(shape)
-    leaf1, leaf2, gate = (rng.standard_normal(window) for _ in range(3))
-    with on_path(path):
-        assert cl.gradcheck(lambda *a: tree_pool2d(*a, stride), tensors(x, leaf1, leaf2, gate))
-
-
-@pytest.mark.parametrize("x_shape, channels", [((2, 3, 4, 2), 3), ((4, 5), 5),
-                                               ((2, 3, 4), 1)])
-def test_eltwise_affine_gradients(x_shape, channels, rng):
-    x, slope, bias = (rng.standard_normal(s) for s in (x_shape, channels, channels))
-    assert cl.gradcheck(eltwise_affine, tensors(x, slope, bias))
-
-
-# ---------------------------------------------------------------------------------------------
-# numba == reference loops, forward and backward, float32 and float64.
-
-@st.composite
-def pool_cases(draw):
-    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    h, w = draw(st.integers(kh, 9)), draw(st.integers(kw, 9))
-    n, c = draw(st.integers(0, 2)), draw(st.integers(1, 3))
-    output_size = (pool_output_size(h, kh, sh, 0, True), pool_output_size(w, kw, sw, 0, True))
-    return (n, c, h, w), (kh, kw), (sh, sw), output_size, draw(st.integers(0, 2**16))
-
-
-def assert_close(got, expected, dtype):
-    tolerance = dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-11,
-                                                                              atol=1e-12)
-    assert got.dtype == expected.dtype and got.shape == expected.shape
-    np.testing.assert_allclose(got, expected, **tolerance)
-
-
-@both_dtypes
-@given(case=pool_cases())
-def test_gated_kernels_equal_loops(dtype, case):
-    shape, window, stride, output_size, seed = case
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(shape).astype(dtype)
-    gate = rng.standard_normal(window).astype(dtype)
-    y, argmax = numba_kernels.gated_max_ave_pool2d_forward(x, gate, window, stride, output_size)
-    y_loops, argmax_loops = loops.gated_max_ave_pool2d_forward(x, gate, window, stride,
-                                                               output_size)
-    assert_close(y, y_loops, dtype)
-    np.testing.assert_array_equal(argmax, argmax_loops)
-    gy = rng.standard_normal(y.shape).astype(dtype)
-    for got, expected in zip(
-            numba_kernels.gated_max_ave_pool2d_backward(gy, x, gate, argmax, window, stride),
-            loops.gated_max_ave_pool2d_backward(gy, x, gate, argmax, window, stride)):
-        assert_close(got, expected, dtype)
-
-
-@both_dtypes
-@given(case=pool_cases())
-def test_tree_kernels_equal_loops(dtype, case):
-    shape, window, stride, output_size, seed = case
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(shape).astype(dtype)
-    masks = [rng.standard_normal(window).astype(dtype) for _ in range(3)]
-    y = numba_kernels.tree_pool2d_forward(x, *masks, window, stride, output_size)
-    assert_close(y, loops.tree_pool2d_forward(x, *masks, window, stride, output_size), dtype)
-    gy = rng.standard_normal(y.shape).astype(dtype)
-    for got, expected in zip(numba_kernels.tree_pool2d_backward(gy, x, *masks, window, stride),
-                             loops.tree_pool2d_backward(gy, x, *masks, window, stride)):
-        assert_close(got, expected, dtype)
-
-
-@both_dtypes
-def test_eltwise_affine_equals_its_loops(dtype, rng):
-    x = rng.standard_normal((2, 3, 4, 5)).astype(dtype)
-    slope, bias = rng.standard_normal(3).astype(dtype), rng.standard_normal(3).astype(dtype)
-    x_t, slope_t, bias_t = tensors(x, slope, bias)
-    y = eltwise_affine(x_t, slope_t, bias_t)
-    assert_close(y.data, loops.eltwise_affine_forward(x, slope, bias), dtype)
-    gy = rng.standard_normal(x.shape).astype(dtype)
-    (y * cl.tensor(gy)).sum().backward()
-    for got, expected in zip((x_t.grad, slope_t.grad, bias_t.grad),
-                             loops.eltwise_affine_backward(gy, x, slope)):
-        assert_close(got, expected, dtype)
+def running_as(family):
+    """The context that runs the hot ops as the loops, the numba kernels or the CUDA kernels
+    through the host harness (the op table's implementations); skips where it cannot run."""
+    ok, why = optable.available(family)
+    if not ok:
+        pytest.skip(why)
+    return implementations.running(family)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,19 +52,19 @@ def positive(rng, shape):
     return rng.uniform(0.1, 2.0, size=shape)
 
 
-@both_paths
-def test_gate_of_plus_infinity_is_max_pooling(path, rng):
+@every_family
+def test_gate_of_plus_infinity_is_max_pooling(family, rng):
     x = positive(rng, (2, 3, 9, 8))
-    with on_path(path):
+    with running_as(family):
         y = gated_max_ave_pool2d(cl.tensor(x), cl.tensor(np.full((3, 3), np.inf)), 2)
         expected = F.max_pool2d(cl.tensor(x), 3, 2, ceil_mode=True)
     np.testing.assert_allclose(y.data, expected.data, rtol=1e-15)
 
 
-@both_paths
-def test_gate_of_minus_infinity_is_average_pooling(path, rng):
+@every_family
+def test_gate_of_minus_infinity_is_average_pooling(family, rng):
     x = positive(rng, (2, 3, 9, 8))
-    with on_path(path):
+    with running_as(family):
         y = gated_max_ave_pool2d(cl.tensor(x), cl.tensor(np.full((3, 3), -np.inf)), 2)
         expected = F.avg_pool2d(cl.tensor(x), 3, 2, ceil_mode=True)  # clipped windows too
     np.testing.assert_allclose(y.data, expected.data, rtol=1e-14)
@@ -181,15 +77,28 @@ def test_zero_gate_is_half_of_max_plus_average(rng):
     np.testing.assert_allclose(y.data, expected, rtol=1e-14)
 
 
-@both_paths
-def test_tree_with_average_leaves_is_average_pooling(path, rng):
+@every_family
+def test_tree_with_average_leaves_is_average_pooling(family, rng):
     # 9 = 3 + 3 * 2: every window is whole (a clipped one would sum, not average).
     x = rng.standard_normal((2, 3, 9, 9))
     average = np.full((3, 3), 1 / 9)
     gate = rng.standard_normal((3, 3))
-    with on_path(path):
+    with running_as(family):
         y = tree_pool2d(*[cl.tensor(a) for a in (x, average, average, gate)], 2)
     np.testing.assert_allclose(y.data, F.avg_pool2d(cl.tensor(x), 3, 2).data, rtol=1e-13)
+
+
+@every_family
+def test_an_empty_batch_gives_empty_outputs_and_zero_mask_gradients(family):
+    x = cl.tensor(np.ones((0, 2, 5, 5)), requires_grad=True)
+    masks = [cl.tensor(np.ones((3, 3)), requires_grad=True) for _ in range(3)]  # leaves, gate
+    with running_as(family):
+        for y in (gated_max_ave_pool2d(x, masks[2], 2), tree_pool2d(x, *masks, 2)):
+            y.sum().backward()
+            assert y.shape == (0, 2, 2, 2)
+    assert x.grad.shape == x.shape
+    for mask in masks:
+        np.testing.assert_array_equal(mask.grad, np.zeros((3, 3)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,11 +1,15 @@
-"""Batch normalisation and local response normalisation.
+"""Batch normalisation and local response normalisation: what is special about them. The
+generic checks (values against the NumPy formulas, float64 gradients by central differences in
+training and evaluation, with and without the affine map, on 2-d, 3-d and 4-d inputs; LRN
+windows odd, even and wider than the channels, both alpha conventions; float32 and
+non-contiguous gradients; PyTorch parity; on the loops, numba, the CUDA kernels through the host
+harness and the GPU) live in the op table (``cnnlite/optable/table_layers.py``, run by
+tests/test_optable.py).
 
-Specification: float64 gradients pass the central-difference check (fast kernels and the
-reference loops), the numba kernels equal the loops, values and gradients equal PyTorch's
-(running statistics included, over several steps), and bad input is refused with a message
-that names the op and the shapes.
+Here: the running statistics (against PyTorch over several steps, the unbiased variance,
+in-place updates, evaluation with and without them), a large mean, dtypes, the AlexNet
+convention, the table's checks catching an LRN window off by one channel, and bad input.
 """
-import contextlib
 import functools
 import inspect
 import textwrap
@@ -14,82 +18,35 @@ import numba
 import numpy as np
 import pytest
 import torch
-from hypothesis import assume, example, given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import cnnlite as cl
-from cnnlite import backend
 from cnnlite import functional as F
+from cnnlite import optable
 from cnnlite.cpu import norm as fast_norm
+from cnnlite.optable import checks, implementations
 from cnnlite.reference import norm as reference_norm
 from helpers import cnnlite_grads
 
-IMPLEMENTATIONS = {"fast": contextlib.nullcontext, "reference": backend.use_reference}
+KERNEL_FAMILIES = ("loops", "numba", "cuda-host")
+every_family = pytest.mark.parametrize("family", KERNEL_FAMILIES)
+
+
+def running_as(family):
+    """The context that runs the hot ops as the loops, the numba kernels or the CUDA kernels
+    through the host harness (the op table's implementations); skips where it cannot run."""
+    ok, why = optable.available(family)
+    if not ok:
+        pytest.skip(why)
+    return implementations.running(family)
 
 
 def standard_normal(seed, shape, dtype=np.float64):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
-@st.composite
-def bn_inputs(draw):
-    """(x, weight, bias) for batch norm: (N, C) or (N, C, H, W), at least 2 values per channel,
-    every channel spread out (a near-constant channel has a huge 1/std and a stiff gradient)."""
-    C = draw(st.integers(1, 3))
-    if draw(st.booleans()):
-        shape = (draw(st.integers(2, 4)), C)
-    else:
-        shape = (draw(st.integers(1, 2)), C, draw(st.integers(1, 3)), draw(st.integers(2, 3)))
-    seed = draw(st.integers(0, 2**16))
-    x = standard_normal(seed, shape) * 2 + 0.5
-    assume(x.reshape(shape[0], C, -1).var(axis=(0, 2)).min() > 0.1)
-    weight, bias = standard_normal(seed + 1, (2, C))
-    return x, weight, bias
-
-
-# --- batch norm: gradients --------------------------------------------------------------------
-
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-@given(inputs=bn_inputs())
-def test_batch_norm_gradcheck(implementation, training, inputs):
-    x, weight, bias = inputs
-    C = x.shape[1]
-    running_mean, running_var = np.linspace(-0.5, 0.5, C), np.linspace(0.5, 2.0, C)
-    with IMPLEMENTATIONS[implementation]():
-        cl.gradcheck(lambda x, w, b: F.batch_norm(x, running_mean, running_var, w, b,
-                                                  training=training),
-                     [cl.tensor(a, requires_grad=True) for a in (x, weight, bias)])
-
-
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
-def test_batch_norm_gradcheck_without_affine_or_running_statistics(implementation):
-    x = standard_normal(3, (2, 3, 2, 3))
-    with IMPLEMENTATIONS[implementation]():
-        cl.gradcheck(lambda x: F.batch_norm(x, None, None), [cl.tensor(x, requires_grad=True)])
-
-
-# --- batch norm: fast kernels == reference loops ------------------------------------------------
-
-@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 2e-5)])
-@given(inputs=bn_inputs())
-def test_batch_norm_kernels_equal_the_loops(dtype, rtol, inputs):
-    x, weight, bias = (a.astype(dtype) for a in inputs)
-    x3 = x.reshape(x.shape[0], x.shape[1], -1)
-    gy = standard_normal(9, x3.shape, dtype)
-    results = {}
-    for name, kernels in (("fast", fast_norm.KERNELS), ("reference", reference_norm.KERNELS)):
-        mean, var = kernels["batch_norm_statistics"](x3)
-        inv_std = (1 / np.sqrt(var + 1e-5)).astype(dtype)
-        y = kernels["batch_norm_forward"](x3, mean, inv_std, weight, bias)
-        grad_bias, grad_weight = kernels["batch_norm_grad_statistics"](gy, x3, mean, inv_std)
-        gx = kernels["batch_norm_backward"](gy, x3, mean, inv_std, weight, grad_weight,
-                                            grad_bias)
-        results[name] = (mean, var, y, grad_bias, grad_weight, gx)
-    for fast, reference in zip(results["fast"], results["reference"]):
-        assert fast.dtype == reference.dtype == dtype
-        np.testing.assert_allclose(fast, reference, rtol=rtol, atol=rtol)
-
+# --- batch norm: statistics -------------------------------------------------------------------
 
 def test_batch_norm_statistics_survive_a_large_mean():
     """The fast kernel's one-pass variance must not cancel when |mean| >> std: with mean 1e7,
@@ -100,7 +57,7 @@ def test_batch_norm_statistics_survive_a_large_mean():
     np.testing.assert_allclose(var, x.var(axis=(0, 2)), rtol=1e-7)
 
 
-# --- batch norm: against PyTorch ----------------------------------------------------------------
+# --- batch norm: running statistics, against PyTorch -----------------------------------------
 
 def torch_batch_norm_step(x, running, weight, bias, training, momentum, eps, upstream):
     """PyTorch's value and gradients from one forward pass (one running-statistics update)."""
@@ -122,11 +79,11 @@ def bn_shapes(draw):
     return N, C, H, W
 
 
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@every_family
 @pytest.mark.parametrize("running_kind", ["tensor", "array"])
 @given(shape=bn_shapes(), momentum=st.floats(0.0, 1.0),
        eps=st.floats(-8.0, -0.5).map(lambda e: 10.0 ** e), seed=st.integers(0, 2**16))
-def test_batch_norm_equals_torch_over_several_steps(implementation, running_kind, shape,
+def test_batch_norm_equals_torch_over_several_steps(family, running_kind, shape,
                                                     momentum, eps, seed):
     C = shape[1]
     ours = [np.zeros(C), np.ones(C)]
@@ -143,7 +100,7 @@ def test_batch_norm_equals_torch_over_several_steps(implementation, running_kind
         def step_of_ours(x, w, b):
             return F.batch_norm(x, *ours, w, b, training=training, momentum=momentum, eps=eps)
 
-        with IMPLEMENTATIONS[implementation]():
+        with running_as(family):
             y, grads = cnnlite_grads(step_of_ours, [x, weight, bias], upstream)
         y_torch, grads_torch = torch_batch_norm_step(x, theirs, weight, bias, training,
                                                      momentum, eps, upstream)
@@ -205,90 +162,22 @@ def test_batch_norm_keeps_float32():
     assert y.dtype == x.grad.dtype == running[1].dtype == np.float32
 
 
-# --- local response norm ------------------------------------------------------------------------
+# --- local response norm ----------------------------------------------------------------------
 
-@st.composite
-def lrn_inputs(draw):
-    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 6)), draw(st.integers(1, 3)),
-             draw(st.integers(1, 3)))
-    return standard_normal(draw(st.integers(0, 2**16)), shape), draw(st.integers(1, 7))
-
-
-# (alpha, beta, k). alpha up to 1 makes the window term as large as the direct one, so a window
-# that is off by a channel, or a backward that forgets to mirror it, shows. beta = 0.75 is the
-# kernels' shortcut (two square roots), any other beta the general power.
-lrn_constants = st.tuples(st.floats(1e-4, 1.0), st.one_of(st.just(0.75), st.floats(0.05, 2.0)),
-                          st.floats(0.5, 2.0))
-
-
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
-@given(inputs=lrn_inputs(), constants=lrn_constants)
-@example(inputs=(standard_normal(11, (2, 5, 2, 2)), 4), constants=(0.9, 0.75, 1.0))
-@example(inputs=(standard_normal(11, (2, 5, 2, 2)), 3), constants=(1.2, 1.3, 0.5))
-def test_lrn_gradcheck(implementation, inputs, constants):
-    x, size = inputs
-    alpha, beta, k = constants
-    with IMPLEMENTATIONS[implementation]():
-        cl.gradcheck(lambda x: F.local_response_norm(x, size, alpha=alpha, beta=beta, k=k),
-                     [cl.tensor(x, requires_grad=True)])
+def test_alexnet_convention_is_torch_with_alpha_times_size():
+    """AlexNet's k=2, size=5, alpha=1e-4, beta=0.75 with alpha times the sum of the squares
+    (``alpha_over_size=False``) is PyTorch's LRN with alpha * size, and not the default."""
+    x = standard_normal(5, (2, 7, 3, 3)) * 10
+    ours = F.local_response_norm(cl.tensor(x), 5, alpha=1e-4, beta=0.75, k=2.0,
+                                 alpha_over_size=False).data
+    default = F.local_response_norm(cl.tensor(x), 5, alpha=1e-4, beta=0.75, k=2.0).data
+    theirs = torch.nn.functional.local_response_norm(torch.tensor(x), 5, alpha=5e-4, beta=0.75,
+                                                     k=2.0).numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+    assert not np.allclose(ours, default, rtol=1e-6)
 
 
-@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 1e-5)])
-@pytest.mark.parametrize("beta", [0.75, 0.6])
-@given(inputs=lrn_inputs())
-def test_lrn_kernels_equal_the_loops(dtype, rtol, beta, inputs):
-    x, size = inputs
-    x3 = x.reshape(x.shape[0], x.shape[1], -1).astype(dtype)
-    gy = standard_normal(3, x3.shape, dtype)
-    args = (size, 0.9 / size, beta, 1.0)
-    fast = fast_norm.lrn_forward(x3, *args)
-    reference = reference_norm.lrn_forward(x3, *args)
-    for a, b in zip(fast, reference):
-        assert a.dtype == b.dtype == dtype
-        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol)
-    grads = [module.lrn_backward(gy, x3, *reference[1:], size, 0.9 / size, beta)
-             for module in (fast_norm, reference_norm)]
-    assert grads[0].dtype == dtype
-    np.testing.assert_allclose(grads[0], grads[1], rtol=rtol, atol=rtol)
-
-
-def lrn_parity_inputs(size, shape):
-    """The input and upstream gradient on which LRN of ``size`` is compared with PyTorch."""
-    return standard_normal(size, shape) * 1.5, standard_normal(size + 1, shape)
-
-
-def assert_lrn_equals_torch(implementation, x, upstream, size, alpha, beta, k,
-                            alpha_over_size=True):
-    """Value and gradient (float64, rtol 1e-6) equal PyTorch's. PyTorch divides alpha by size,
-    so without ``alpha_over_size`` it is given alpha * size."""
-    def fn(x):
-        return F.local_response_norm(x, size, alpha=alpha, beta=beta, k=k,
-                                     alpha_over_size=alpha_over_size)
-
-    def torch_fn(x):
-        return torch.nn.functional.local_response_norm(
-            x, size, alpha=alpha if alpha_over_size else alpha * size, beta=beta, k=k)
-
-    with IMPLEMENTATIONS[implementation]():
-        y, (grad,) = cnnlite_grads(fn, [x], upstream)
-    x_torch = torch.tensor(x, requires_grad=True)
-    y_torch = torch_fn(x_torch)
-    (y_torch * torch.tensor(upstream)).sum().backward()
-    np.testing.assert_allclose(y.data, y_torch.detach().numpy(), rtol=1e-6)
-    np.testing.assert_allclose(grad, x_torch.grad.numpy(), rtol=1e-6, atol=1e-12)
-
-
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
-@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 8])
-@given(shape=st.sampled_from([(2, 6, 3, 3), (2, 5, 4)]), constants=lrn_constants)
-@example(shape=(2, 6, 3, 3), constants=(0.9, 0.75, 1.0))
-@example(shape=(2, 5, 4), constants=(0.9, 1.3, 0.5))
-def test_lrn_equals_torch(implementation, size, shape, constants):
-    x, upstream = lrn_parity_inputs(size, shape)
-    assert_lrn_equals_torch(implementation, x, upstream, size, *constants)
-
-
-# --- local response norm: the parity check catches a window off by one channel ---------------
+# --- local response norm: the table catches a window off by one channel ----------------------
 
 def shifted_window(shift):
     """reference_norm.lrn_window moved by ``shift`` channels (clipped the same way)."""
@@ -322,46 +211,29 @@ FAST_WINDOWS = {"_lrn_forward_into": "ahead = (size - 1) // 2",
 @pytest.mark.parametrize("size", [3, 4, 5])
 @pytest.mark.parametrize("shift", [-1, 1])
 @pytest.mark.parametrize("planted", ["reference window", *FAST_WINDOWS])
-def test_lrn_parity_check_fails_for_a_window_shifted_by_one(monkeypatch, planted, shift,
-                                                            size):
-    """test_lrn_equals_torch's comparison, on its inputs, fails when a window is moved by one
-    channel: in the loops' lrn_window (forward and backward), or in a copy of a numba kernel
-    (the forward window alone, caught by the values; the backward window alone, caught by the
-    gradient). alpha = 0.9 makes the window term as large as the direct one."""
-    shape = (2, 6, 3, 3)
-    x, upstream = lrn_parity_inputs(size, shape)
+def test_the_tables_torch_check_catches_an_lrn_window_shifted_by_one(monkeypatch, planted, shift,
+                                                                    size):
+    """The table's PyTorch check fails when a window is moved by one channel: in the loops'
+    lrn_window (forward and backward: wrong values), or in a copy of a numba kernel (the
+    forward window alone: wrong values; the backward window alone: a wrong gradient).
+    alpha = 0.9 makes the window term as large as the direct one."""
+    spec = optable.spec("local_response_norm")
+    params = {"shape": (2, 6, 3, 3), "size": size, "alpha": 0.9, "beta": 0.75, "k": 1.0}
     if planted == "reference window":
-        implementation = "reference"
+        implementation = "loops"
         monkeypatch.setattr(reference_norm, "lrn_window", shifted_window(shift))
     else:
-        implementation = "fast"
+        implementation = "numba"
         window = FAST_WINDOWS[planted]
         faithful, shifted = (kernel_copy(planted), kernel_copy(planted, window,
                                                                f"{window} + ({shift})"))
         # The unchanged copy passes: the copying is faithful, so the failure below is the shift.
         monkeypatch.setattr(fast_norm, planted, faithful)
-        assert_lrn_equals_torch(implementation, x, upstream, size, 0.9, 0.75, 1.0)
+        assert optable.run_check(spec, "torch", implementation, params).passed
         monkeypatch.setattr(fast_norm, planted, shifted)
-    with pytest.raises(AssertionError):
-        assert_lrn_equals_torch(implementation, x, upstream, size, 0.9, 0.75, 1.0)
-
-
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
-def test_alexnet_convention_is_torch_with_alpha_times_size(implementation):
-    """AlexNet's k=2, size=5, alpha=1e-4, beta=0.75 with alpha times the sum of the squares:
-    values and gradients equal PyTorch's with alpha * size, and differ from the default."""
-    x = standard_normal(5, (2, 7, 3, 3)) * 10
-    upstream = standard_normal(6, x.shape)
-    assert_lrn_equals_torch(implementation, x, upstream, 5, 1e-4, 0.75, 2.0,
-                            alpha_over_size=False)
-    with IMPLEMENTATIONS[implementation]():
-        ours = F.local_response_norm(cl.tensor(x), 5, alpha=1e-4, beta=0.75, k=2.0,
-                                     alpha_over_size=False).data
-        default = F.local_response_norm(cl.tensor(x), 5, alpha=1e-4, beta=0.75, k=2.0).data
-    theirs = torch.nn.functional.local_response_norm(torch.tensor(x), 5, alpha=5e-4, beta=0.75,
-                                                     k=2.0).numpy()
-    np.testing.assert_allclose(ours, theirs, rtol=1e-12)
-    assert not np.allclose(ours, default, rtol=1e-6)
+    result = optable.run_check(spec, "torch", implementation, params)
+    expected = checks.WRONG_GRADIENT if planted == "_lrn_backward_into" else checks.WRONG_VALUES
+    assert result.status == expected, str(result)
 
 
 def test_lrn_keeps_float32():

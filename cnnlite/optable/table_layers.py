@@ -21,7 +21,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from cnnlite import functional as F
 from cnnlite.optable.inputs import distinct, positive, uniform
-from cnnlite.optable.lazy_torch import TF
+from cnnlite.optable.lazy_torch import TF, torch
 from cnnlite.optable.loops import Loops
 from cnnlite.optable.spec import OpSpec
 from cnnlite.reference import conv as conv_loops
@@ -65,28 +65,44 @@ def conv2d_numpy(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
 
 class Conv2dLoops(Loops):
     """conv2d as the direct loops of ``cnnlite.reference.conv``: ``conv2d_forward`` and
-    ``conv2d_backward`` (dx, dw, db), the classic exercise, as one Function."""
+    ``conv2d_backward`` (dx, dw, db), the classic exercise, as one Function of (x, w, b), or of
+    (x, w) without ``bias``."""
 
-    def __init__(self, stride=1, padding=0, dilation=1, groups=1):
+    def __init__(self, stride=1, padding=0, dilation=1, groups=1, bias=True):
         settings = (*map(_pair, (stride, padding, dilation)), groups)
-        super().__init__(conv_loops.conv2d_forward,
-                         lambda x, w, b, gy, *s: conv_loops.conv2d_backward(x, w, gy, *s),
-                         *settings)
+        if bias:
+            super().__init__(conv_loops.conv2d_forward,
+                             lambda x, w, b, gy, *s: conv_loops.conv2d_backward(x, w, gy, *s),
+                             *settings)
+        else:
+            super().__init__(lambda x, w, *s: conv_loops.conv2d_forward(x, w, None, *s),
+                             lambda x, w, gy, *s: conv_loops.conv2d_backward(x, w, gy, *s)[:2],
+                             *settings)
 
 
-def _conv_inputs(rng, shape_x, shape_w, **_):
-    return uniform(rng, shape_x), uniform(rng, shape_w), uniform(rng, (shape_w[0],))
+def _conv_inputs(bias):
+    def inputs(rng, shape_x, shape_w):
+        arrays = (uniform(rng, shape_x), uniform(rng, shape_w))
+        return arrays + (uniform(rng, shape_w[:1]),) if bias else arrays
+    return inputs
 
 
 def _conv_params():
-    """Groups 1, 2 or 4; kernels, strides, paddings and dilations drawn per axis."""
+    """Dense, grouped (2 groups) and depthwise (a group per channel, one or two filters each)
+    convolutions; kernels, strides, paddings and dilations drawn per axis."""
     from hypothesis import strategies as st
 
     @st.composite
     def draw(draw):
-        groups = draw(st.sampled_from([1, 1, 2, 4]))
-        per_group = 1 if groups == 4 else 2     # keeps C at most 4: the loops' gradcheck is slow
-        c, o = (groups * draw(st.integers(1, per_group)) for _ in range(2))
+        kind = draw(st.sampled_from(["dense", "grouped", "depthwise"]))
+        if kind == "dense":
+            groups, c, o = 1, draw(st.integers(1, 3)), draw(st.integers(1, 3))
+        elif kind == "grouped":
+            groups = 2
+            c, o = 2 * draw(st.integers(1, 2)), 2 * draw(st.integers(1, 2))
+        else:
+            groups = c = draw(st.integers(1, 4))
+            o = c * draw(st.integers(1, 2))
         kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
         stride, padding, dilation = (tuple(draw(st.integers(low, high)) for _ in range(2))
                                      for low, high in ((1, 3), (0, 2), (1, 2)))
@@ -107,19 +123,19 @@ CONV_EXAMPLES = (
      "dilation": (1, 2), "groups": 2},
     {"shape_x": (1, 2, 7, 7), "shape_w": (2, 2, 3, 3), "stride": 1, "padding": 2,
      "dilation": 2, "groups": 1},
-    {"shape_x": (1, 4, 4, 5), "shape_w": (4, 1, 2, 3), "stride": (1, 2), "padding": (0, 2),
+    {"shape_x": (1, 4, 5, 4), "shape_w": (8, 1, 3, 2), "stride": (1, 2), "padding": (1, 0),
      "dilation": 1, "groups": 4},
 )
 
 
-def _linear_params(bias=True):
+def _linear_params():
     """x (..., in) with zero to three leading axes, w (out, in)."""
     from hypothesis import strategies as st
 
     @st.composite
     def draw(draw):
         leading = tuple(draw(st.lists(st.integers(1, 3), max_size=3)))
-        inputs, out = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+        inputs, out = draw(st.integers(1, 5)), draw(st.integers(1, 5))
         return {"shape_x": leading + (inputs,), "shape_w": (out, inputs)}
     return draw()
 
@@ -282,7 +298,6 @@ ADAPTIVE_EXAMPLES = ({"shape": (1, 2, 5, 7), "output_size": (2, 3)},
 
 def _spatial_pyramid_torch(x, levels, mode):
     pool = TF.adaptive_max_pool2d if mode == "max" else TF.adaptive_avg_pool2d
-    from cnnlite.optable.lazy_torch import torch
     return torch.cat([pool(x, n).flatten(1) for n in levels], dim=1)
 
 
@@ -481,9 +496,13 @@ DROPOUT_EXAMPLES = ({"shape": (3, 4), "p": 0.5}, {"shape": (2, 2, 3, 3), "p": 0.
 
 
 OPS = [
-    OpSpec("conv2d", F.conv2d, _conv_inputs, CONV_EXAMPLES, _conv_params,
+    OpSpec("conv2d", F.conv2d, _conv_inputs(bias=True), CONV_EXAMPLES, _conv_params,
            HOT + ("direct",), numpy=conv2d_numpy, torch=lambda *a, **k: TF.conv2d(*a, **k),
            direct=lambda **params: Conv2dLoops(**params), topic="conv"),
+    OpSpec("conv2d_without_bias", F.conv2d, _conv_inputs(bias=False), CONV_EXAMPLES[1:3],
+           _conv_params, HOT + ("direct",), numpy=conv2d_numpy,
+           torch=lambda *a, **k: TF.conv2d(*a, **k),
+           direct=lambda **params: Conv2dLoops(bias=False, **params), topic="conv"),
     OpSpec("linear", F.linear, _linear_inputs(bias=True), LINEAR_EXAMPLES, _linear_params,
            ("numpy", "direct"), numpy=lambda x, w, b: x @ w.T + b,
            torch=lambda x, w, b: TF.linear(x, w, b),
