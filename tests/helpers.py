@@ -1,10 +1,23 @@
-"""Shared checks for op tests: values against NumPy, gradients against central differences and
-against PyTorch (the CPU build, a test-only dependency)."""
+"""What several test files share: tensors and gradients for hand-written checks, parity with
+PyTorch (the CPU build, a test-only dependency) in values and gradients, the reference loops as
+a Function for ``cl.gradcheck``, the comparison of kernel outputs, and the kernel families a
+test runs its op as (``running_as``).
+
+The generic checks of every op (values, float64 gradients, PyTorch parity on each
+implementation) come from the op table, ``cnnlite.optable``; these helpers serve the tests of
+what is special about one op.
+"""
 import numpy as np
+import pytest
 import torch
 
 import cnnlite as cl
+from cnnlite import optable
+from cnnlite.optable import implementations
+from cnnlite.optable.loops import Loops
 
+
+# --- values and gradients, against PyTorch ----------------------------------------------------
 
 def tensors_from(arrays, requires_grad=True):
     """float64 cnnlite tensors for the float arrays; other arrays pass through untouched."""
@@ -23,28 +36,12 @@ def torch_grads(torch_fn, arrays, upstream):
 
 
 def cnnlite_grads(fn, arrays, upstream):
+    """fn's output and the gradients of sum(upstream * fn(*arrays)) with respect to the float
+    arrays (None for the others)."""
     xs = tensors_from(arrays)
     y = fn(*xs)
     (y * cl.tensor(upstream)).sum().backward()
     return y, [x.grad if isinstance(x, cl.Tensor) and x.requires_grad else None for x in xs]
-
-
-def check_op(fn, arrays, numpy_fn=None, torch_fn=None, rtol=1e-6, gradcheck=True):
-    """The whole specification of a differentiable op on one input:
-
-    * its value equals NumPy's (when ``numpy_fn`` is given),
-    * its gradient passes the float64 central-difference check,
-    * its gradient equals PyTorch's for the same random upstream gradient (when ``torch_fn``).
-    """
-    if numpy_fn is not None:
-        expected = numpy_fn(*arrays)
-        got = fn(*tensors_from(arrays, requires_grad=False)).data
-        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
-        assert got.shape == np.shape(expected)
-    if gradcheck:
-        cl.gradcheck(fn, tensors_from(arrays))
-    if torch_fn is not None:
-        assert_matches_torch(fn, torch_fn, arrays, rtol=rtol, atol=1e-10)
 
 
 def assert_matches_torch(fn, torch_fn, arrays_in, rtol=1e-6, atol=1e-12):
@@ -77,29 +74,15 @@ def assert_equal_to_loops(got, expected):
 
 
 def random_upstream(shape, dtype):
+    """A fixed random upstream gradient (seed 7) of ``shape`` and ``dtype``."""
     return np.random.default_rng(7).standard_normal(shape).astype(dtype)
 
 
-class Loops(cl.autograd.Function):
-    """A Function made of reference loops, so that cl.gradcheck checks the loops themselves:
-    ``forward_loops(*inputs, *settings)`` and ``backward_loops(*inputs, gy, *settings)``.
-    Like every Function it is used once; ``loops_function`` makes a fresh one per call."""
-
-    def __init__(self, forward_loops, backward_loops, *settings):
-        self.forward_loops, self.backward_loops, self.settings = (forward_loops, backward_loops,
-                                                                  settings)
-
-    def forward(self, *arrays):
-        self.save_for_backward(*arrays)
-        return self.forward_loops(*arrays, *self.settings)
-
-    def backward(self, gy):
-        return self.backward_loops(*self.saved, gy, *self.settings)
-
-
 def loops_function(forward_loops, backward_loops, *settings):
-    """A function of tensors that runs the loops as a fresh ``Loops`` Function on each call,
-    as ``cl.gradcheck`` needs (it calls the function again and again)."""
+    """A function of tensors that runs a pair of reference loops,
+    ``forward_loops(*inputs, *settings)`` and ``backward_loops(*inputs, gy, *settings)``, as a
+    fresh ``cnnlite.optable.loops.Loops`` Function on each call: a Function is used once, and
+    ``cl.gradcheck`` calls the function again and again."""
     return lambda *tensors: Loops(forward_loops, backward_loops, *settings)(*tensors)
 
 
@@ -116,3 +99,19 @@ def assert_same_outputs(got, expected, tolerance):
             np.testing.assert_allclose(g, e, **tolerance)
         else:
             np.testing.assert_array_equal(g, e)
+
+
+# --- kernel families --------------------------------------------------------------------------
+
+#: The implementations a hot op's special cases are tested on (the GPU has its own tests).
+KERNEL_FAMILIES = ("loops", "numba", "cuda-host")
+every_family = pytest.mark.parametrize("family", KERNEL_FAMILIES)
+
+
+def running_as(family):
+    """The context that runs the hot ops as the loops, the numba kernels or the CUDA kernels
+    through the host harness (the op table's implementations); skips where it cannot run."""
+    ok, why = optable.available(family)
+    if not ok:
+        pytest.skip(why)
+    return implementations.running(family)

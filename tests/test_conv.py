@@ -2,7 +2,7 @@
 formula, float64 gradients by central differences, float32 and non-contiguous gradients and
 PyTorch parity, with and without a bias, over drawn strides, paddings, dilations and groups,
 depthwise included, on the im2col loops, numba, the CUDA kernels through the host harness, the
-GPU and the direct loop convolution) live in the op table (``cnnlite/optable/table_layers.py``,
+GPU and the direct loop convolution) live in the op table (``cnnlite/optable/table_conv.py``,
 run by tests/test_optable.py).
 
 Here: im2col and col2im (serial and parallel numba kernels against the loops, col2im the

@@ -3,7 +3,7 @@
 
 The generic checks (float64 gradients by central differences with a fixed mask, for drawn
 shapes, p and seeds; one seeded generator giving one mask on the loops, numba, the CUDA kernels
-through the host harness and the GPU) live in the op table (``cnnlite/optable/table_layers.py``,
+through the host harness and the GPU) live in the op table (``cnnlite/optable/table_norm.py``,
 run by tests/test_optable.py). Here: the statistics of the mask, its scale, the seeds, p = 0
 and p = 1, evaluation, dtypes and bad p.
 """

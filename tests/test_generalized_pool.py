@@ -3,7 +3,7 @@ affine map: what is special about them. The generic checks (values against the N
 float64 gradients by central differences for x and the masks, float32 and non-contiguous
 gradients, over drawn windows and strides with clipped ceil-mode windows, on the loops, numba,
 the CUDA kernels through the host harness and the GPU; the affine map per channel and shared,
-against its loops) live in the op table (``cnnlite/optable/table_layers.py``, run by
+against its loops) live in the op table (``cnnlite/optable/table_pool.py``, run by
 tests/test_optable.py).
 
 Here: the limiting cases (max, average and max+avg pooling), an empty batch, Caffe's ceil-mode
@@ -18,29 +18,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import cnnlite as cl
-from cnnlite import nn, optable
+from cnnlite import nn
 from cnnlite import functional as F
 from cnnlite.cpu import generalized_pool as numba_kernels
 from cnnlite.errors import OpError
 from cnnlite.functional.generalized_pool import eltwise_affine, gated_max_ave_pool2d, tree_pool2d
 from cnnlite.nn.generalized_pool import (EltwiseAffine, GatedMaxAvePool2d, TreePool2d,
                                          TreePoolMaxAve2d)
-from cnnlite.optable import implementations
 from cnnlite.reference import generalized_pool as loops
+from helpers import every_family, running_as
 
 BENCHMARK = (Path(__file__).resolve().parents[2] / "shared" / "references"
              / "caffenet-benchmark" / "prototxt")
-
-every_family = pytest.mark.parametrize("family", ["loops", "numba", "cuda-host"])
-
-
-def running_as(family):
-    """The context that runs the hot ops as the loops, the numba kernels or the CUDA kernels
-    through the host harness (the op table's implementations); skips where it cannot run."""
-    ok, why = optable.available(family)
-    if not ok:
-        pytest.skip(why)
-    return implementations.running(family)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 The op has one vectorised version (a NumPy or cupy matrix product, the same on every device);
 the loops, one sum written out term by term per output, are its ground truth. The op table
-(``cnnlite/optable/table_layers.py``, run by tests/test_optable.py) checks both, with and
+(``cnnlite/optable/table_conv.py``, run by tests/test_optable.py) checks both, with and
 without a bias, on drawn shapes with zero to three leading axes: values against the NumPy
 formula and PyTorch, float64 gradients by central differences, float32 and non-contiguous
 gradients. Here: the table's checks catch a planted mistake in the op's backward.

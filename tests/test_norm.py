@@ -3,7 +3,7 @@ generic checks (values against the NumPy formulas, float64 gradients by central 
 training and evaluation, with and without the affine map, on 2-d, 3-d and 4-d inputs; LRN
 windows odd, even and wider than the channels, both alpha conventions; float32 and
 non-contiguous gradients; PyTorch parity; on the loops, numba, the CUDA kernels through the host
-harness and the GPU) live in the op table (``cnnlite/optable/table_layers.py``, run by
+harness and the GPU) live in the op table (``cnnlite/optable/table_norm.py``, run by
 tests/test_optable.py).
 
 Here: the running statistics (against PyTorch over several steps, the unbiased variance,
@@ -25,21 +25,9 @@ import cnnlite as cl
 from cnnlite import functional as F
 from cnnlite import optable
 from cnnlite.cpu import norm as fast_norm
-from cnnlite.optable import checks, implementations
+from cnnlite.optable import checks
 from cnnlite.reference import norm as reference_norm
-from helpers import cnnlite_grads
-
-KERNEL_FAMILIES = ("loops", "numba", "cuda-host")
-every_family = pytest.mark.parametrize("family", KERNEL_FAMILIES)
-
-
-def running_as(family):
-    """The context that runs the hot ops as the loops, the numba kernels or the CUDA kernels
-    through the host harness (the op table's implementations); skips where it cannot run."""
-    ok, why = optable.available(family)
-    if not ok:
-        pytest.skip(why)
-    return implementations.running(family)
+from helpers import cnnlite_grads, every_family, running_as
 
 
 def standard_normal(seed, shape, dtype=np.float64):

@@ -2,7 +2,7 @@
 float64 gradients by central differences, float32 and non-contiguous gradients, PyTorch parity,
 on the loops, numba, the CUDA kernels through the host harness and the GPU, over drawn kernels,
 strides, paddings, ceil mode and count_include_pad) live in the op table
-(``cnnlite/optable/table_layers.py``, run by tests/test_optable.py).
+(``cnnlite/optable/table_pool.py``, run by tests/test_optable.py).
 
 Here: output sizes and ceil mode (Caffe's shapes, every small geometry against PyTorch), NaN
 and inf, strided inputs and broadcast gradients, adaptive bins, stochastic pooling's sampling,
@@ -26,18 +26,7 @@ from cnnlite.functional import pool as functional_pool
 from cnnlite.functional.pool import adaptive_bins, pool_output_size
 from cnnlite.optable import checks, implementations
 from cnnlite.reference import pool as reference_pool
-
-KERNEL_FAMILIES = ("loops", "numba", "cuda-host")
-every_family = pytest.mark.parametrize("family", KERNEL_FAMILIES)
-
-
-def running_as(family):
-    """The context that runs the hot ops as the loops, the numba kernels or the CUDA kernels
-    through the host harness (the op table's implementations); skips where it cannot run."""
-    ok, why = optable.available(family)
-    if not ok:
-        pytest.skip(why)
-    return implementations.running(family)
+from helpers import every_family, running_as
 
 
 @pytest.fixture(autouse=True)

@@ -17,15 +17,15 @@ tolerances. From the table come
 """
 from __future__ import annotations
 
-from cnnlite.optable import (table_activation, table_layers, table_loss,  # noqa: F401
-                             table_math)
+from cnnlite.optable import (table_activation, table_conv, table_loss, table_math,
+                             table_norm, table_pool)
 from cnnlite.optable.checks import LAYOUTS, CheckResult, run_check
 from cnnlite.optable.implementations import IMPLEMENTATIONS, available
 from cnnlite.optable.spec import OpSpec
 
 #: Every op of the table by name, in the order of its topics.
-OPS: dict[str, OpSpec] = {spec.name: spec for module in (table_math, table_layers,
-                                                         table_activation, table_loss)
+OPS: dict[str, OpSpec] = {spec.name: spec for module in (table_math, table_conv, table_pool,
+                                                         table_norm, table_activation, table_loss)
                           for spec in module.OPS}
 
 CHECKS = ("value", "gradient", "torch")

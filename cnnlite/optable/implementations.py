@@ -12,7 +12,8 @@
 =============  ===========================================================================
 
 ``available(name)`` says whether an implementation can run here (and if not, why);
-``running(name)`` is the context to run in; ``to_device(name, tensors)`` moves the inputs.
+``running(name)`` is the context to run in; ``device(name)`` is the device of the inputs.
+``HOT`` lists the implementations of the hot ops (those that dispatch kernels).
 """
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ from pathlib import Path
 from cnnlite import backend
 
 IMPLEMENTATIONS = ("numpy", "loops", "numba", "direct", "cuda-host", "gpu")
+
+#: The implementations of a hot op, one that dispatches kernels; a spec adds "direct" when it
+#: also has a Function made of the readable loops.
+HOT = ("loops", "numba", "cuda-host", "gpu")
 
 #: The host harness, built once per process (and cached on disk by its sources' hash); the
 #: lock keeps two threads (a grader's, a test runner's) from building it twice at once.

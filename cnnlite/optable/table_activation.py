@@ -11,12 +11,12 @@ import math
 import numpy as np
 
 from cnnlite import functional as F
+from cnnlite.optable.implementations import HOT
 from cnnlite.optable.inputs import away_from, away_from_zero, distinct, uniform
 from cnnlite.optable.lazy_torch import TF, torch
 from cnnlite.optable.loops import Loops
 from cnnlite.reference import activation as loops
 from cnnlite.optable.spec import DEFAULT_TOLERANCE, OpSpec
-from cnnlite.optable.table_layers import HOT
 from cnnlite.optable.table_math import UNARY_EXAMPLES, unary_params
 
 SELU_ALPHA, SELU_SCALE = 1.6732632423543772, 1.0507009873554805

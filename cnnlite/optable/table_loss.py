@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from cnnlite import functional as F
+from cnnlite.optable.implementations import HOT
 from cnnlite.optable.inputs import class_targets, uniform
 from cnnlite.optable.lazy_torch import TF, torch
 from cnnlite.optable.loops import Loops
 from cnnlite.optable.spec import OpSpec
-from cnnlite.optable.table_layers import HOT
 from cnnlite.reference import softmax as loops
 
 REDUCTIONS = ("mean", "sum", "none")
