@@ -1,12 +1,17 @@
-"""Fast CPU activations: whole-array NumPy expressions.
+"""Fast CPU activations: whole-array NumPy expressions, and a numba kernel for ReLU's backward.
 
 Same names, signatures and results as the loops in ``cnnlite.reference.activation`` (read
-those first). Element-wise activations are limited by memory traffic, not arithmetic, so
-vectorised NumPy is already close to what a compiled loop reaches; numba would add a
-compilation pause on first use for little gain.
+those first). Element-wise activations are limited by memory traffic, not arithmetic, so a
+vectorised NumPy expression is close to what a compiled loop reaches, and numba would add a
+compilation pause on first use for little gain. ReLU's backward is the exception that was
+measured: ``np.where(x > 0, gy, 0)`` writes a boolean temporary and then reads three arrays on
+one thread, 37 ms for a ResNet-50 feature map (8 x 256 x 56 x 56, float32) where one parallel
+pass takes 5 ms; it is the most called backward of every ResNet and DenseNet.
 """
+import numba
 import numpy as np
 
+from cnnlite.cpu.parallel import serial_when_small
 from cnnlite.reference import contracts
 
 
@@ -16,10 +21,20 @@ def relu_forward(x):
     return np.maximum(x, 0)
 
 
+@serial_when_small
+@numba.njit(parallel=True, cache=True)
+def _relu_backward_into(x, gy, gx):
+    """x, gy, gx: flat (count,), one pass: gx_t = gy_t where x_t > 0, else 0 (NaN in x too)."""
+    for t in numba.prange(x.size):
+        gx[t] = gy[t] if x[t] > 0 else 0
+
+
 def relu_backward(x, gy):
     """dy/dx = [x > 0]"""
     contracts.relu_backward(x, gy)
-    return np.where(x > 0, gy, 0)
+    gx = np.empty(gy.shape, dtype=gy.dtype)
+    _relu_backward_into(x.reshape(-1), gy.reshape(-1), gx.reshape(-1))
+    return gx
 
 
 def leaky_relu_forward(x, negative_slope):
