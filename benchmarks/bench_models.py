@@ -1,11 +1,25 @@
-"""Whole networks, cnnlite vs PyTorch: inference and one training step of ResNet-50 and VGG-16,
-each framework in processes of its own.
+"""Whole networks, cnnlite vs PyTorch: inference and one training step of six networks, each at
+a batch and image size of its own, each framework in processes of its own.
 
     PYTHONPATH=. python3 benchmarks/bench_models.py      # writes benchmarks/results_models.md
-    PYTHONPATH=. python3 benchmarks/bench_models.py --quick --models lenet5 --size 32 \
-        --batch 2 --out benchmarks/_scratch/models.md   # a smoke run of the machinery
+    PYTHONPATH=. python3 benchmarks/bench_models.py --quick --models resnet20 \
+        --out benchmarks/_scratch/models.md               # a smoke run of the machinery
 
-Two cases per model, on one batch of float32 images (8 x 3 x 224 x 224 by default):
+The networks (``SETTINGS``; their names in ``cnnlite.models``), on float32 images with 3
+channels:
+
+    model          batch   size       what it exercises
+    resnet20          64   32 x 32    the CIFAR ResNet-20 (10 classes): many small convolutions
+    resnet18           8   224 x 224  basic blocks
+    resnet50           8   224 x 224  bottlenecks
+    vgg16              4   224 x 224  large 3x3 convolutions, 138 M parameters
+    mobilenet_v2       8   224 x 224  depthwise convolutions
+    densenet121        8   224 x 224  concatenations
+
+``--batch`` and ``--size`` replace every chosen model's batch or image size. LeNet-5 (``lenet5``,
+64 x 1 x 32 x 32) is there for smoke runs and the tests, not in the default run.
+
+Two cases per model, on one batch of its images:
 
 - inference: eval mode, no gradient, one forward pass;
 - training step: train mode, forward, cross-entropy loss, backward, SGD with momentum 0.9.
@@ -15,15 +29,17 @@ and case, each importing only its own framework; the median of a child's runs, t
 rounds. Before that:
 
 1. agreement: one process that imports both frameworks builds each model in PyTorch
-   (``torch_models.py``, torchvision's state-dict keys), copies its weights into cnnlite's model
-   by key and compares the logits in eval mode on the benchmark's batch. A difference above
-   ``RTOL`` of the largest logit stops the benchmark: what is timed must compute the same thing.
+   (``torch_models.py``, written from torch.nn with cnnlite's state-dict keys), gives its batch
+   norms random statistics and affine parameters, copies every weight into cnnlite's model by
+   key (a missing, extra or mis-shaped key stops it) and compares the logits in eval mode on
+   the model's benchmark batch. A difference above ``RTOL`` of the largest logit stops the
+   benchmark: what is timed must compute the same thing.
 2. peak memory: one more child per framework and case runs the case twice, and the parent
    reads that child's maximum resident set size from the kernel (``os.wait4``); a ``--quick``
    run leaves this out.
 
-``common.py`` hands its children only the protocol's own options, so the models, batch and
-image size reach them in the environment variable ``BENCH_MODELS`` (JSON), set by the parent.
+``common.py`` hands its children only the protocol's own options, so the models and their
+settings reach them in the environment variable ``BENCH_MODELS`` (JSON), set by the parent.
 
 Nothing here imports cnnlite or torch at the top: the functions that need one import it, so
 that each child loads only its own framework.
@@ -37,6 +53,7 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -50,16 +67,42 @@ SCRIPT = Path(__file__).resolve()
 CONFIG_VARIABLE = "BENCH_MODELS"
 KINDS = ("inference", "training step")
 
+
+class Setting(NamedTuple):
+    """What one model runs on: ``batch`` images of ``size`` x ``size`` pixels."""
+    batch: int
+    size: int
+
+
+#: Each model's batch and image size: the size it was designed for (CIFAR's 32 x 32 for
+#: ResNet-20, ImageNet's 224 x 224 for the others); batch 8, but 4 for VGG-16 (15.5 G
+#: multiply-adds per image, the most here) and 64 for ResNet-20 (41 M per image, a CIFAR
+#: training batch of the paper's size, 128, halved).
+SETTINGS = {
+    "resnet20": Setting(64, 32),
+    "resnet18": Setting(8, 224),
+    "resnet50": Setting(8, 224),
+    "vgg16": Setting(4, 224),
+    "mobilenet_v2": Setting(8, 224),
+    "densenet121": Setting(8, 224),
+    "lenet5": Setting(64, 32),  # for smoke runs and the tests, not in the default run
+}
+
+#: The models of a run without ``--models``.
+DEFAULT_MODELS = ("resnet20", "resnet18", "resnet50", "vgg16", "mobilenet_v2", "densenet121")
+
 #: Logits of the two frameworks may differ by this fraction of the largest |logit| (float32
 #: sums in another order, through dozens of layers).
 RTOL = 1e-4
 
 #: Rounds, timed runs and warm-up runs per child, for the full run and for ``--quick``; given
-#: on the command line, ``--rounds`` etc. win. On 2 cores a training step at batch 8 takes
-#: seconds (VGG-16 in cnnlite: some 15-20 s), so a child of the full run makes one untimed
-#: run, which also builds the model, and three timed ones: ResNet-50 and VGG-16 then take
-#: about 12-14 minutes, the agreement check and the memory children included (estimated from
-#: single steps on a busy machine).
+#: on the command line, ``--rounds`` etc. win. On 2 cores a training step takes seconds (VGG-16
+#: at batch 4: some 5 s in either framework; ResNet-20 at batch 64 in cnnlite: some 9 s), so a
+#: child of the full run makes one untimed run, which also builds the model, and three timed
+#: ones. Every case then runs 14 times per framework (3 rounds of 4, and the memory child's 2)
+#: in 4 children of its own: the six networks take roughly 20-25 minutes on a quiet 2-core
+#: machine, the agreement check included (an estimate: the last full run's ResNet-50 and VGG-16
+#: figures, the others scaled by their multiply-adds, and a quick ResNet-20 run).
 FULL_PROTOCOL = ["--rounds", "3", "--repeats", "3", "--warmup", "1"]
 QUICK_PROTOCOL = ["--rounds", "1", "--repeats", "2", "--warmup", "1"]
 
@@ -72,13 +115,27 @@ def case_name(model: str, kind: str) -> str:
 
 @dataclass(frozen=True)
 class Config:
-    """What the cases run on: the models (by their names in ``cnnlite.models``), the batch, the
-    image size, and each model's input channels (from cnnlite's registry, filled in by the
+    """What the cases run on: the models (by their names in ``cnnlite.models``), each model's
+    ``Setting``, and each model's input channels (from cnnlite's registry, filled in by the
     agreement check: the parent imports neither framework)."""
     models: tuple
-    batch: int
-    size: int
+    settings: dict
     channels: dict | None = None
+
+    @classmethod
+    def for_models(cls, models, batch: int | None = None, size: int | None = None) -> "Config":
+        """``models`` at their ``SETTINGS``, with ``batch`` or ``size`` (when given) in place of
+        every model's own."""
+        settings = {}
+        for model in models:
+            if model not in SETTINGS and (batch is None or size is None):
+                raise SystemExit(f"bench_models.py: {model!r} has no setting of its own (there "
+                                 f"are settings for {', '.join(SETTINGS)}): give it --batch "
+                                 f"and --size")
+            default = SETTINGS.get(model, Setting(batch, size))
+            settings[model] = Setting(default.batch if batch is None else batch,
+                                      default.size if size is None else size)
+        return cls(tuple(models), settings)
 
     def to_environment(self) -> None:
         """Hand the configuration to the children this process starts from now on."""
@@ -90,18 +147,20 @@ class Config:
             raise SystemExit(f"{CONFIG_VARIABLE} is not set: run benchmarks/bench_models.py "
                              f"itself, which sets it for its children")
         config = json.loads(os.environ[CONFIG_VARIABLE])
-        return cls(tuple(config["models"]), config["batch"], config["size"], config["channels"])
+        settings = {model: Setting(*setting) for model, setting in config["settings"].items()}
+        return cls(tuple(config["models"]), settings, config["channels"])
 
     def case_names(self) -> list:
         return [case_name(model, kind) for model in self.models for kind in KINDS]
 
-    def inputs(self, channels: int):
-        """The batch every child of every framework uses: float32 images (N, C, size, size) and
-        class labels in [0, 10) (every model here has at least 10 classes), from a seeded RNG."""
+    def inputs(self, model: str, channels: int):
+        """The batch every child of every framework uses for ``model``: float32 images
+        (batch, channels, size, size) of its setting and class labels in [0, 10) (every model
+        here has at least 10 classes), from a seeded RNG."""
+        batch, size = self.settings[model]
         rng = np.random.default_rng(0)
-        images = rng.standard_normal((self.batch, channels, self.size, self.size),
-                                     dtype=np.float32)
-        return images, rng.integers(0, 10, size=self.batch)
+        images = rng.standard_normal((batch, channels, size, size), dtype=np.float32)
+        return images, rng.integers(0, 10, size=batch)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,7 +174,7 @@ def cnnlite_case(config: Config, model_name: str, training: bool):
     from cnnlite import models, optim
 
     model = models.get_model(model_name)
-    images, labels = config.inputs(config.channels[model_name])
+    images, labels = config.inputs(model_name, config.channels[model_name])
     x = cl.tensor(images)
     if not training:
         model.eval()
@@ -143,7 +202,7 @@ def torch_case(config: Config, model_name: str, training: bool):
 
     torch.manual_seed(0)
     model = torch_models.MODELS[model_name]()
-    images, labels = config.inputs(config.channels[model_name])
+    images, labels = config.inputs(model_name, config.channels[model_name])
     x, y = torch.from_numpy(images), torch.from_numpy(labels)
     if not training:
         model.eval()
@@ -193,15 +252,35 @@ SIDES = (common.Side("cnnlite", "cnnlite", "cnnlite", lambda: cases(cnnlite_case
 # ---------------------------------------------------------------------------------------------
 # Before the timing: the agreement check and the peak memory.
 
+def randomise_batch_norm(model, seed: int = 0) -> None:
+    """Give every batch norm of a PyTorch ``model`` random running statistics and affine
+    parameters, in place. Fresh ones (mean 0, variance 1, scale 1, shift 0) make an eval-mode
+    batch norm nearly the identity, so a twin with a batch norm missing or in the wrong place
+    would pass the agreement check; random ones show it in the logits."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                channels = module.num_features
+                for tensor, values in [(module.running_mean, rng.normal(0, 0.1, channels)),
+                                       (module.running_var, rng.uniform(0.5, 1.5, channels)),
+                                       (module.weight, rng.uniform(0.5, 1.5, channels)),
+                                       (module.bias, rng.normal(0, 0.1, channels))]:
+                    tensor.copy_(torch.from_numpy(values))
+
+
 def check_agreement(config: Config) -> dict:
     """For each model: {"channels": its input channels, "difference": max |cnnlite logit -
-    PyTorch logit| / max |PyTorch logit|} with PyTorch's weights in both; SystemExit above
-    ``RTOL``. Runs in a process of its own: it imports both frameworks."""
+    PyTorch logit| / max |PyTorch logit|} on the model's benchmark batch, with PyTorch's
+    weights (batch norms randomised) in both; SystemExit when a key does not load or the
+    difference is above ``RTOL``. Runs in a process of its own: it imports both frameworks."""
     import torch
 
     import cnnlite as cl
     import torch_models
-    from cnnlite import models
+    from cnnlite import models, nn
 
     results = {}
     for name in config.models:
@@ -209,10 +288,16 @@ def check_agreement(config: Config) -> dict:
             raise SystemExit(f"benchmarks/torch_models.py has no model {name!r} (it has "
                              f"{', '.join(torch_models.MODELS)})")
         theirs = torch_models.MODELS[name]().eval()
+        randomise_batch_norm(theirs)
         ours = models.get_model(name).eval()
-        ours.load_state_dict({key: value.numpy() for key, value in theirs.state_dict().items()})
+        try:
+            ours.load_state_dict({key: value.numpy()
+                                  for key, value in theirs.state_dict().items()})
+        except nn.StateDictError as error:
+            raise SystemExit(f"{name}: the weights of torch_models.{name}() do not load into "
+                             f"cnnlite's model by key: {error}") from error
         channels = models.entry(name).in_channels
-        images, _ = config.inputs(channels)
+        images, _ = config.inputs(name, channels)
         with torch.no_grad():
             expected = theirs(torch.from_numpy(images)).numpy()
         with cl.no_grad():
@@ -265,16 +350,17 @@ def summarise(run, config: Config, agreement: dict, peaks: dict | None):
     """The header and rows of the table, and the notes below it; ``peaks`` None (``--quick``)
     leaves out the memory columns."""
     memory_sides = () if peaks is None else SIDES
-    header = (["model", "case", "cnnlite ms", "PyTorch ms", "ratio"]
+    header = (["model", "batch", "size", "case", "cnnlite ms", "PyTorch ms", "ratio"]
               + [f"{side.label} peak MiB" for side in memory_sides])
     rows = []
     for model in config.models:
+        batch, size = config.settings[model]
         for kind in KINDS:
             case = case_name(model, kind)
-            rows.append([model, kind, ms(run.best["cnnlite"][case]), ms(run.best["torch"][case]),
-                         f"{run.ratio('cnnlite', case):.2f}"]
+            rows.append([model, batch, f"{size} x {size}", kind, ms(run.best["cnnlite"][case]),
+                         ms(run.best["torch"][case]), f"{run.ratio('cnnlite', case):.2f}"]
                         + [f"{peaks[side.key][case]:.0f}" for side in memory_sides])
-    rows.append([f"geometric mean, {len(rows)} cases", "", "", "",
+    rows.append([f"geometric mean, {len(rows)} cases", "", "", "", "", "",
                  f"**{geometric_mean(run.ratios('cnnlite')):.2f}**"] + [""] * len(memory_sides))
     differences = "; ".join(f"{name} {result['difference']:.1e}"
                             for name, result in agreement.items())
@@ -285,26 +371,34 @@ def summarise(run, config: Config, agreement: dict, peaks: dict | None):
               "cnnlite's." if peaks is not None else
               "Peak memory: not measured (``--quick``).")
     notes = (
-        f"Batch {config.batch}, {config.size} x {config.size} images, float32. Inference: eval "
-        f"mode, no gradient, one forward pass. Training step: train mode, forward, "
-        f"cross-entropy loss, backward, SGD (lr {LEARNING_RATE}, momentum {MOMENTUM}); "
-        f"dropout and batch norm as in training. ratio = cnnlite / PyTorch (lower is better). "
-        f"cnnlite's models are ``cnnlite.models.get_model(name)``, PyTorch's those of "
-        f"``benchmarks/torch_models.py`` (torchvision's architecture and state-dict keys; "
+        f"Each model at its own batch and image size (the columns batch and size), float32 "
+        f"images. Inference: eval mode, no gradient, one forward pass. Training step: train "
+        f"mode, forward, cross-entropy loss, backward, SGD (lr {LEARNING_RATE}, momentum "
+        f"{MOMENTUM}); dropout and batch norm as in training. ratio = cnnlite / PyTorch (lower "
+        f"is better). cnnlite's models are ``cnnlite.models.get_model(name)``, PyTorch's those "
+        f"of ``benchmarks/torch_models.py``, written from torch.nn with cnnlite's state-dict "
+        f"keys (torchvision's architectures and keys where torchvision has the model; "
         f"torchvision itself is not a dependency).\n\n"
-        f"Agreement, before timing: PyTorch's weights copied into cnnlite's model by key, the "
-        f"logits in eval mode on the benchmark's batch differ by at most (max |difference| / "
-        f"max |logit|): {differences} (the benchmark stops above {RTOL:g}).\n\n{memory}")
+        f"Agreement, before timing: PyTorch's weights, batch norms randomised, copied into "
+        f"cnnlite's model by key, the logits in eval mode on the model's benchmark batch differ "
+        f"by at most (max |difference| / max |logit|): {differences} (the benchmark stops above "
+        f"{RTOL:g}).\n\n{memory}")
     return header, rows, notes
 
 
 def make_suite(config: Config | None = None, agreement: dict | None = None,
                peaks: dict | None = None) -> common.Suite:
     """The suite of ``common.py``; a child needs only its sides, the parent its summary."""
-    title = "Whole networks, inference and training step: cnnlite vs PyTorch"
-    if config is not None:
-        title += f" (batch {config.batch}, {config.size} x {config.size}, float32)"
-    return common.Suite(title, SCRIPT, SIDES, lambda run: summarise(run, config, agreement, peaks))
+    return common.Suite("Whole networks, inference and training step: cnnlite vs PyTorch",
+                        SCRIPT, SIDES, lambda run: summarise(run, config, agreement, peaks))
+
+
+def positive_integer(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (a batch, an image size)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def parse_options(argv):
@@ -314,10 +408,17 @@ def parse_options(argv):
                     "each in processes of its own.", allow_abbrev=False,
         epilog="The protocol's options (common.py): --rounds N, --repeats N, --warmup N, "
                "--out PATH, --keep-openblas-env; defaults here: " + " ".join(FULL_PROTOCOL))
-    parser.add_argument("--models", nargs="+", default=["resnet50", "vgg16"],
-                        help="names in cnnlite.models that benchmarks/torch_models.py also has")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--size", type=int, default=224, help="image height and width")
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS),
+                        help="names in cnnlite.models that benchmarks/torch_models.py also has "
+                             "(default: " + " ".join(DEFAULT_MODELS) + ")")
+    parser.add_argument("--batch", type=positive_integer,
+                        help="images per batch for every model (default: each model's own: "
+                             + ", ".join(f"{name} {setting.batch}"
+                                         for name, setting in SETTINGS.items()) + ")")
+    parser.add_argument("--size", type=positive_integer,
+                        help="image height and width for every model (default: each model's "
+                             "own: " + ", ".join(f"{name} {setting.size}"
+                                                 for name, setting in SETTINGS.items()) + ")")
     parser.add_argument("--quick", action="store_true",
                         help=f"a smoke run: {' '.join(QUICK_PROTOCOL)} unless given, and no "
                              f"memory children")
@@ -340,7 +441,7 @@ def main(argv=None):
     args = common.parse_args(make_suite(), protocol)  # a misspelt option stops here
     if args.warmup < 1:
         raise SystemExit("--warmup must be at least 1: the first run builds the model")
-    config = Config(tuple(options.models), options.batch, options.size)
+    config = Config.for_models(options.models, options.batch, options.size)
     config.to_environment()
     agreement = run_agreement_check(config)
     config = replace(config, channels={name: result["channels"]
