@@ -117,6 +117,24 @@ _FAMILY_MODULES = {
 }
 
 
+_UNSET = object()
+
+
+@contextlib.contextmanager
+def _thread_setting(attribute: str, value):
+    """This thread's ``_state.<attribute>`` is ``value`` inside the block, then what it was
+    (unset again if it was unset, so that readers see their default)."""
+    previous = getattr(_state, attribute, _UNSET)
+    setattr(_state, attribute, value)
+    try:
+        yield
+    finally:
+        if previous is _UNSET:
+            delattr(_state, attribute)
+        else:
+            setattr(_state, attribute, previous)
+
+
 def _implementation() -> str | None:
     return getattr(_state, "implementation", None)
 
@@ -129,12 +147,8 @@ def use_kernels(family: str):
     kernels through the host harness)."""
     if family not in _FAMILY_MODULES:
         raise ValueError(f"use_kernels: expected one of {tuple(_FAMILY_MODULES)}, got {family!r}")
-    previous = _implementation()
-    _state.implementation = family
-    try:
+    with _thread_setting("implementation", family):
         yield
-    finally:
-        _state.implementation = previous
 
 
 def use_reference():
@@ -189,12 +203,8 @@ def conv_algorithm(name: str):
     """
     if name not in CONV_ALGORITHMS:
         raise ValueError(f"conv_algorithm: expected one of {CONV_ALGORITHMS}, got {name!r}")
-    previous = preferred_conv_algorithm()
-    _state.conv_algorithm = name
-    try:
+    with _thread_setting("conv_algorithm", name):
         yield
-    finally:
-        _state.conv_algorithm = previous
 
 
 def preferred_conv_algorithm() -> str:

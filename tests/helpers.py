@@ -1,12 +1,16 @@
 """What several test files share: tensors and gradients for hand-written checks, parity with
 PyTorch (the CPU build, a test-only dependency) in values and gradients, the reference loops as
 a Function for ``cl.gradcheck``, the comparison of kernel outputs, and the kernel families a
-test runs its op as (``running_as``).
+test runs its op as (``running_as``), the benchmark scripts imported as modules.
 
 The generic checks of every op (values, float64 gradients, PyTorch parity on each
 implementation) come from the op table, ``cnnlite.optable``; these helpers serve the tests of
 what is special about one op.
 """
+import contextlib
+import importlib.util
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -115,3 +119,19 @@ def running_as(family):
     if not ok:
         pytest.skip(why)
     return implementations.running(family)
+
+
+# --- the benchmark scripts as modules ------------------------------------------------------------
+
+@contextlib.contextmanager
+def script_as_module(path, name):
+    """A script of benchmarks/ imported as module ``name`` (importing it runs nothing), kept in
+    sys.modules while the block runs: its dataclasses look their module up there."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    script = importlib.util.module_from_spec(spec)
+    sys.modules[name] = script
+    try:
+        spec.loader.exec_module(script)
+        yield script
+    finally:
+        del sys.modules[name]

@@ -4,7 +4,6 @@ reports its peak; every PyTorch twin of ``torch_models.py`` agrees with cnnlite'
 same weights, and the agreement check stops the benchmark on a model that computes something
 else or whose weights do not load by key; each model runs at its own setting unless --batch or
 --size replace it; each framework's cases run, and a training step changes the weights."""
-import importlib.util
 import itertools
 import re
 import subprocess
@@ -15,22 +14,16 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import script_as_module
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "bench_models.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    """The script as a module (importing it runs nothing), in sys.modules while the tests run:
-    its dataclass looks its module up there."""
-    spec = importlib.util.spec_from_file_location("bench_models", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    sys.modules["bench_models"] = script
-    try:
-        spec.loader.exec_module(script)
+    with script_as_module(SCRIPT, "bench_models") as script:
         yield script
-    finally:
-        del sys.modules["bench_models"]
 
 
 @pytest.fixture

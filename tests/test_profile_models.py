@@ -2,7 +2,6 @@
 The parts of a step add up to the step; an op that calls another keeps only its own time; the
 library's methods are back as they were afterwards; the script writes a table per network from
 a process without OpenBLAS's tuning variables."""
-import importlib.util
 import os
 import subprocess
 import sys
@@ -17,6 +16,8 @@ from cnnlite import models
 from cnnlite.autograd import Function
 from cnnlite.functional.activation import ReLU
 
+from helpers import script_as_module
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "profile_models.py"
 
@@ -26,16 +27,8 @@ OUTER_OWN, INNER_OWN = 0.02, 0.06
 
 @pytest.fixture(scope="module")
 def profiling():
-    """The script as a module (importing it runs nothing), in sys.modules while the tests run:
-    its dataclasses look their module up there."""
-    spec = importlib.util.spec_from_file_location("profile_models", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    sys.modules["profile_models"] = script
-    try:
-        spec.loader.exec_module(script)
+    with script_as_module(SCRIPT, "profile_models") as script:
         yield script
-    finally:
-        del sys.modules["profile_models"]
 
 
 class Inner(Function):
