@@ -163,8 +163,15 @@ def use_reference():
 def _family_kernels(array):
     """(family, its KERNELS dict) that serve ``array``: the reference loops inside
     ``use_reference()``, else the family of the array's device."""
-    family = _implementation() or device_of(array)
+    family = kernel_family(array)
     return family, importlib.import_module(_FAMILY_MODULES[family]).KERNELS
+
+
+def kernel_family(array) -> str:
+    """The family of kernels that serves ``array``: ``"reference"`` inside ``use_reference()``
+    (or ``use_kernels("reference")``), else ``"cpu"`` or ``"cuda"`` (its device, or the family
+    ``use_kernels`` named)."""
+    return _implementation() or device_of(array)
 
 
 def kernel(name: str, array):

@@ -17,6 +17,7 @@ from cnnlite.cpu import parallel as cpu_parallel
 from cnnlite.cpu import winograd as kernels
 from cnnlite.functional import winograd as winograd_module
 from cnnlite.functional.conv import Conv2d
+from cnnlite.functional.conv_pointwise import Conv2dPointwise
 from cnnlite.functional.winograd import Conv2dWinograd
 from cnnlite.reference.conv import conv2d_direct
 from helpers import assert_matches_torch
@@ -269,7 +270,7 @@ def creator_of(x_shape, w_shape, **kwargs):
     ((1, 32, 12, 12), (32, 32, 3, 3), dict(dilation=2, padding=2), Conv2d),
     ((1, 32, 12, 12), (32, 16, 3, 3), dict(groups=2, padding=1), Conv2d),
     ((1, 32, 12, 12), (32, 32, 5, 5), dict(padding=2), Conv2d),
-    ((1, 32, 12, 12), (32, 32, 1, 1), dict(), Conv2d),
+    ((1, 32, 12, 12), (32, 32, 1, 1), dict(), Conv2dPointwise),
     ((1, 32, 12, 12), (16, 32, 3, 3), dict(padding=1), Conv2d),
     ((1, 16, 12, 12), (32, 16, 3, 3), dict(padding=1), Conv2d),
     ((1, 32, 12, 12), (32, 32, 3, 3), dict(), Conv2d),

@@ -7,6 +7,8 @@ math        element-wise arithmetic, exp/log/sqrt/abs/clip/maximum/where, matmul
 reduction   sum, mean, max, min, var
 shape       reshape, transpose, broadcast, indexing, concat/stack/split, pad
 conv        conv2d (im2col + GEMM), linear
+conv_algorithms  which Function computes a conv2d: the table of its fast CPU paths
+conv_pointwise   conv2d's fast CPU path for 1x1 layers (plain matrix products)
 winograd    conv2d's fast CPU path for 3x3 stride-1 layers (Winograd's F(2x2, 3x3))
 pool        max/avg/adaptive/global/stochastic/max+avg/spatial-pyramid pooling
 generalized_pool  gated max-average and tree pooling (Lee et al.), eltwise_affine

@@ -18,8 +18,8 @@ Memory: ``col`` is kh*kw*C/O times larger than the output (VGG's first 3x3 layer
 7 GB), so the products run over chunks of samples whose column matrix fits in
 ``IM2COL_BUDGET_BYTES``; ``ColumnChunks`` cuts the batch and says why and how.
 
-3x3 layers with stride 1 may run Winograd's algorithm instead (``cnnlite.functional.winograd``):
-``conv2d`` chooses, and its docstring says when.
+Some layers run faster algorithms on the CPU (1x1 layers as plain products, Winograd's for large
+3x3 layers, ...): ``conv2d`` chooses, by the table of ``cnnlite.functional.conv_algorithms``.
 """
 from __future__ import annotations
 
@@ -135,8 +135,8 @@ class Conv2d(Function):
     backward:  dW = dy @ col^T;  dcol = W^T @ dy;  dx = col2im(dcol);  db = sum of dy
 
     The products run over chunks of samples (``ColumnChunks``: memory). This Function is
-    im2col for every layer; ``conv2d`` runs ``Conv2dWinograd`` instead for the large 3x3,
-    stride-1 layers on the CPU (see ``conv2d``).
+    im2col for every layer; on the CPU ``conv2d`` runs faster Functions for the layers they suit
+    (``cnnlite.functional.conv_algorithms``).
     """
 
     def __init__(self, stride=1, padding=0, dilation=1, groups=1):
@@ -299,30 +299,23 @@ def conv2d(x: Tensor, w: Tensor, b: Tensor | None = None, stride: int | tuple[in
 
     Notes
     -----
-    Two algorithms, the same numbers up to rounding. Winograd's F(2x2, 3x3)
-    (``cnnlite.functional.winograd``) takes a layer when all of these hold:
-
-    * a 3x3 kernel, stride 1, dilation 1 and groups 1;
-    * NumPy arrays, outside ``cl.backend.use_reference()`` (its kernels are numba's; on the GPU
-      and in the reference loops every layer is im2col);
-    * at least ``WINOGRAD_MIN_CHANNELS`` = 32 channels in and out, and an output at least
-      ``WINOGRAD_MIN_SIDE`` = 12 pixels high and wide (below that im2col is as fast).
-
-    Every other layer runs im2col + GEMM (``Conv2d``). To turn Winograd off::
+    Several algorithms, the same numbers up to rounding: im2col + GEMM (``Conv2d``) for every
+    layer, and on the CPU faster ones for the layers they suit (1x1 layers as plain matrix
+    products, Winograd's F(2x2, 3x3) for large 3x3 layers, ...). The table and the rules are in
+    ``cnnlite.functional.conv_algorithms``, the one place where the choice is made. To run
+    im2col everywhere::
 
         with cl.backend.conv_algorithm("im2col"):
             y = F.conv2d(x, w, padding=1)
-
-    ``cl.backend.conv_algorithm("winograd")`` drops the size rule: every 3x3, stride-1,
-    undilated, ungrouped layer on the CPU runs Winograd.
     """
-    # Imported here: the Winograd Function builds on Conv2d of this module.
-    from cnnlite.functional.winograd import Conv2dWinograd, winograd_applies
+    # Imported here: the other algorithms' Functions build on Conv2d of this module.
+    from cnnlite.functional.conv_algorithms import conv_function
 
     hyper_parameters = (stride, padding, dilation, groups)
-    winograd = isinstance(x, Tensor) and isinstance(w, Tensor) and winograd_applies(
-        x.data, w.data, *hyper_parameters)
-    op = (Conv2dWinograd if winograd else Conv2d)(*hyper_parameters)
+    function = Conv2d
+    if isinstance(x, Tensor) and isinstance(w, Tensor):
+        function = conv_function(x.data, w.data, *hyper_parameters)
+    op = function(*hyper_parameters)
     return op(x, w) if b is None else op(x, w, b)
 
 

@@ -102,6 +102,9 @@ CONV_EXAMPLES = (
      "dilation": 2, "groups": 1},
     {"shape_x": (1, 4, 5, 4), "shape_w": (8, 1, 3, 2), "stride": (1, 2), "padding": (1, 0),
      "dilation": 1, "groups": 4},
+    # A strided 1x1 layer, which the CPU computes as plain matrix products (Conv2dPointwise).
+    {"shape_x": (2, 3, 5, 4), "shape_w": (2, 3, 1, 1), "stride": (2, 1), "padding": 0,
+     "dilation": 1, "groups": 1},
 )
 
 
