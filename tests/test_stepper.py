@@ -114,7 +114,8 @@ def test_small_cnn_stepper_leaves_exactly_the_gradients_of_backward(rng):
     stepper, stepped, plain = stepped_and_backward(small_cnn, cnn_leaves(rng))
     names = [s.function.name for s in stepper.steps]
     assert len(set(map(id, visited(stepper)))) == len(names) == stepper.total
-    assert {"Conv2d", "ReLU", "MaxPool2d", "Linear"} <= set(names)
+    assert {"ReLU", "MaxPool2d", "Linear"} <= set(names)
+    assert any(name.startswith("Conv2d") for name in names)  # conv2d's chosen Function
     assert_same_grads(stepped, plain)
     for step in stepper.steps:
         assert_well_formed(step._repr_html_())

@@ -7,7 +7,10 @@ compares it with the reference loops. They differ only in how fast they are on w
 ==============  ===========================  ================================================
 algorithm       Function                     layers it takes on the CPU (numba backend)
 ==============  ===========================  ================================================
+depthwise       ``Conv2dDepthwise``          groups == C == O (one filter per channel)
 pointwise       ``Conv2dPointwise``          1x1 kernels without padding, one group
+small           ``Conv2dSmall``              3x3, stride 1, one group, <= 32 channels in and
+                                             out (``small_conv_applies``)
 winograd        ``Conv2dWinograd``           3x3, stride 1, one group, >= 32 channels in and
                                              out, outputs >= 12 px (``winograd_applies``)
 im2col          ``Conv2d``                   every other layer; every layer inside
@@ -20,7 +23,10 @@ ungrouped layer whatever its size.
 """
 from __future__ import annotations
 
+from cnnlite import backend
 from cnnlite.functional.conv import Conv2d
+from cnnlite.functional.conv_small import Conv2dSmall, small_conv_applies
+from cnnlite.functional.depthwise import Conv2dDepthwise, depthwise_applies
 from cnnlite.functional.conv_pointwise import Conv2dPointwise, pointwise_applies
 from cnnlite.functional.winograd import Conv2dWinograd, winograd_applies
 
@@ -28,13 +34,18 @@ __all__ = ["ALGORITHMS", "conv_function"]
 
 #: (name, Function, rule) in the order they are tried; im2col takes what none of them takes.
 ALGORITHMS = (
+    ("depthwise", Conv2dDepthwise, depthwise_applies),
     ("pointwise", Conv2dPointwise, pointwise_applies),
+    ("small", Conv2dSmall, small_conv_applies),
     ("winograd", Conv2dWinograd, winograd_applies),
 )
 
 
 def conv_function(x, w, stride, padding, dilation, groups) -> type[Conv2d]:
     """The Function class that computes conv2d(x, w, ...) on raw arrays x and w."""
+    if backend.preferred_conv_algorithm() == "winograd" and winograd_applies(
+            x, w, stride, padding, dilation, groups):
+        return Conv2dWinograd  # asked for by name: before the rows above it
     for _, function, applies in ALGORITHMS:
         if applies(x, w, stride, padding, dilation, groups):
             return function
