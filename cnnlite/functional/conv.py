@@ -66,6 +66,20 @@ def matmul_transposed(a, b):
     return (b @ a.transpose(0, 2, 1)).transpose(0, 2, 1)
 
 
+def checked_layer(function, x, w, stride, padding, dilation, groups):
+    """``function(stride, padding, dilation, groups)`` when x and w make a convolution its
+    ``check`` accepts, else None. The fast paths' rules ask this first: a malformed layer is left
+    to the im2col Function, which reports the error."""
+    if getattr(x, "ndim", 0) != 4 or getattr(w, "ndim", 0) != 4:
+        return None
+    try:
+        op = function(stride, padding, dilation, groups)
+        op.check(x, w, None)
+    except OpError:
+        return None
+    return op
+
+
 class ColumnChunks:
     """The batch of one convolution cut into chunks of samples, and each chunk's column matrix.
 

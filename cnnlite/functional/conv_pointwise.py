@@ -17,8 +17,7 @@ projection shortcuts), and its gradient is scattered back into the same pixels o
 from __future__ import annotations
 
 from cnnlite import backend, memory
-from cnnlite.errors import OpError
-from cnnlite.functional.conv import Conv2d
+from cnnlite.functional.conv import Conv2d, checked_layer
 
 __all__ = ["Conv2dPointwise", "pointwise_applies"]
 
@@ -31,14 +30,8 @@ def pointwise_applies(x, w, stride, padding, dilation, groups) -> bool:
     im2col Function then reports the error."""
     if backend.preferred_conv_algorithm() == "im2col" or backend.kernel_family(x) != "cpu":
         return False
-    if getattr(x, "ndim", 0) != 4 or getattr(w, "ndim", 0) != 4 or tuple(w.shape[2:]) != (1, 1):
-        return False
-    try:
-        op = Conv2d(stride, padding, dilation, groups)
-        op.check(x, w, None)
-    except OpError:
-        return False
-    return op.padding == (0, 0) and op.groups == 1
+    op = checked_layer(Conv2d, x, w, stride, padding, dilation, groups)
+    return op is not None and tuple(w.shape[2:]) == (1, 1) and op.padding == (0, 0) and op.groups == 1
 
 
 class Conv2dPointwise(Conv2d):

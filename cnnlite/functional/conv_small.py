@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from cnnlite import backend
 from cnnlite.errors import OpError
-from cnnlite.functional.conv import Conv2d
+from cnnlite.functional.conv import Conv2d, checked_layer
 
 __all__ = ["Conv2dSmall", "small_conv_applies"]
 
@@ -42,12 +42,9 @@ def small_conv_applies(x, w, stride, padding, dilation, groups) -> bool:
     """
     if backend.preferred_conv_algorithm() != "auto" or not backend.has_kernel("conv_small", x):
         return False
-    if getattr(x, "ndim", 0) != 4 or getattr(w, "ndim", 0) != 4 or tuple(w.shape[2:]) != (3, 3):
+    if getattr(w, "ndim", 0) != 4 or tuple(w.shape[2:]) != (3, 3):
         return False
-    try:
-        op = Conv2dSmall(stride, padding, dilation, groups)
-        op.check(x, w, None)
-    except OpError:
+    if checked_layer(Conv2dSmall, x, w, stride, padding, dilation, groups) is None:
         return False
     return max(w.shape[:2]) <= SMALL_CONV_MAX_CHANNELS
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from cnnlite import backend, memory
 from cnnlite.errors import OpError
-from cnnlite.functional.conv import Conv2d
+from cnnlite.functional.conv import Conv2d, checked_layer
 from cnnlite.reference.conv import output_size
 
 __all__ = ["Conv2dDepthwise", "depthwise_applies"]
@@ -25,16 +25,10 @@ def depthwise_applies(x, w, stride, padding, dilation, groups) -> bool:
     False: the im2col Function then reports the error."""
     if backend.preferred_conv_algorithm() == "im2col":
         return False
-    if getattr(x, "ndim", 0) != 4 or getattr(w, "ndim", 0) != 4:
-        return False
     if not backend.has_kernel("depthwise_forward", x):
         return False
-    try:
-        op = Conv2d(stride, padding, dilation, groups)
-        op.check(x, w, None)
-    except OpError:
-        return False
-    return op.groups == x.shape[1] == w.shape[0] and w.shape[1] == 1
+    op = checked_layer(Conv2d, x, w, stride, padding, dilation, groups)
+    return op is not None and op.groups == x.shape[1] == w.shape[0] and w.shape[1] == 1
 
 
 class Conv2dDepthwise(Conv2d):

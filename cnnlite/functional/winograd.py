@@ -8,8 +8,7 @@ to rounding, and both are gradient-checked against the direct convolution.
 from __future__ import annotations
 
 from cnnlite import backend, memory
-from cnnlite.functional.conv import Conv2d, batch_chunks
-from cnnlite.errors import OpError
+from cnnlite.functional.conv import Conv2d, batch_chunks, checked_layer
 
 __all__ = ["Conv2dWinograd", "winograd_applies"]
 
@@ -41,12 +40,8 @@ def winograd_applies(x, w, stride, padding, dilation, groups) -> bool:
     choice = backend.preferred_conv_algorithm()
     if choice == "im2col" or not backend.has_kernel("winograd_input", x):
         return False
-    if x.ndim != 4 or w.ndim != 4 or tuple(w.shape[2:]) != (3, 3) or x.shape[1] != w.shape[1]:
-        return False
-    try:
-        op = Conv2d(stride, padding, dilation, groups)
-        op.check(x, w, None)
-    except OpError:
+    op = checked_layer(Conv2d, x, w, stride, padding, dilation, groups)
+    if op is None or tuple(w.shape[2:]) != (3, 3):
         return False
     if op.stride != (1, 1) or op.dilation != (1, 1) or op.groups != 1:
         return False
