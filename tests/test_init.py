@@ -114,6 +114,25 @@ def test_seeds_make_initialisation_repeatable():
     np.testing.assert_array_equal(nn.Conv2d(2, 3, 3).weight.data, first)
 
 
+
+@pytest.mark.parametrize("shape", [(37, 5, 3, 3), (300,), ()], ids=["conv", "vector", "scalar"])
+@pytest.mark.parametrize("fill", [lambda t, rng: init.normal_(t, 0.5, 2.0, rng=rng),
+                                  lambda t, rng: init.uniform_(t, -3.0, 1.0, rng=rng)],
+                         ids=["normal", "uniform"])
+def test_weights_drawn_in_blocks_are_those_of_one_draw(shape, fill, monkeypatch):
+    """Large weights are drawn a block of rows at a time (no float64 copy of a whole VGG-16
+    classifier weight); a block of 100 values cuts these into pieces, and the numbers must be
+    those of one draw of the whole shape, cast to the tensor's dtype."""
+    monkeypatch.setattr(init, "DRAW_BLOCK", 100)
+    blocked = parameter(shape)
+    fill(blocked, np.random.default_rng(7))
+    monkeypatch.setattr(init, "DRAW_BLOCK", 10**9)
+    whole = parameter(shape)
+    fill(whole, np.random.default_rng(7))
+    assert blocked.dtype == np.float32
+    np.testing.assert_array_equal(blocked.data, whole.data)
+    assert np.unique(blocked.data).size == blocked.size  # every value drawn, none left at 0
+
 @given(shape=st.tuples(st.integers(1, 40), st.integers(1, 12), st.integers(1, 3),
                       st.integers(1, 3)) | st.tuples(st.integers(1, 40), st.integers(1, 40)))
 def test_orthogonal_matrices_are_orthonormal(shape):
