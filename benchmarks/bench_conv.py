@@ -264,9 +264,12 @@ def profile_winograd(layer, repeats):
     return {name: statistics.median(values) * 1e3 for name, values in totals.items()}
 
 
-# (N, C = O, H = W) of 3x3 stride-1 padding-1 layers, for the rule of winograd_applies
+# (N, C = O, H = W) of 3x3 stride-1 padding-1 layers, for the rule of winograd_applies: the
+# networks' layers at their benchmark batch (ResNet-20's 64-channel 8x8 one, VGG-16's 512-channel
+# 14x14 one) and a few more
 CHOICE_LAYERS = [(32, 16, 32), (32, 32, 32), (32, 48, 32), (32, 64, 32), (8, 64, 56),
-                 (8, 128, 28), (32, 128, 16), (16, 256, 14), (16, 256, 8), (8, 512, 7)]
+                 (8, 128, 28), (32, 128, 16), (16, 256, 14), (16, 256, 8), (8, 512, 7),
+                 (64, 64, 8), (8, 256, 14), (4, 512, 14), (4, 512, 28)]
 
 
 def choice_rows(repeats, warmup):

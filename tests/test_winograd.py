@@ -247,7 +247,7 @@ def test_an_in_place_change_of_x_after_the_forward_pass_is_detected(x_dtype):
 
 
 def test_float32_stays_float32():
-    x = cl.tensor(np.ones((1, 64, 12, 12), np.float32), requires_grad=True)
+    x = cl.tensor(np.ones((4, 64, 12, 12), np.float32), requires_grad=True)
     w = cl.tensor(np.ones((64, 64, 3, 3), np.float32), requires_grad=True)
     y = F.conv2d(x, w, padding=1)
     y.sum().backward()
@@ -264,8 +264,11 @@ def creator_of(x_shape, w_shape, **kwargs):
 
 
 @pytest.mark.parametrize("x_shape, w_shape, kwargs, expected", [
-    ((1, 64, 12, 12), (64, 64, 3, 3), dict(padding=1), Conv2dWinograd),
-    ((1, 32, 14, 14), (48, 32, 3, 3), dict(), Conv2dWinograd),
+    ((4, 64, 12, 12), (64, 64, 3, 3), dict(padding=1), Conv2dWinograd),
+    ((2, 32, 14, 14), (48, 32, 3, 3), dict(), Conv2dWinograd),
+    ((64, 64, 8, 8), (64, 64, 3, 3), dict(padding=1), Conv2dWinograd),
+    ((1, 64, 12, 12), (64, 64, 3, 3), dict(padding=1), Conv2d),
+    ((4, 512, 14, 14), (512, 512, 3, 3), dict(padding=1), Conv2d),
     ((1, 64, 12, 12), (64, 64, 3, 3), dict(stride=2, padding=1), Conv2d),
     ((1, 64, 12, 12), (64, 64, 3, 3), dict(dilation=2, padding=2), Conv2d),
     ((1, 32, 12, 12), (32, 16, 3, 3), dict(groups=2, padding=1), Conv2d),
@@ -273,10 +276,11 @@ def creator_of(x_shape, w_shape, **kwargs):
     ((1, 32, 12, 12), (32, 32, 1, 1), dict(), Conv2dPointwise),
     ((1, 64, 12, 12), (16, 64, 3, 3), dict(padding=1), Conv2d),
     ((1, 16, 12, 12), (64, 16, 3, 3), dict(padding=1), Conv2d),
-    ((1, 64, 12, 12), (64, 64, 3, 3), dict(), Conv2d),
-    ((1, 64, 12, 7), (64, 64, 3, 3), dict(padding=1), Conv2d),
-], ids=["3x3", "3x3-no-padding", "strided", "dilated", "grouped", "5x5", "1x1",
-        "few-output-channels", "few-input-channels", "10x10-output", "12x7-output"])
+    ((8, 64, 9, 9), (64, 64, 3, 3), dict(), Conv2d),
+    ((16, 64, 12, 7), (64, 64, 3, 3), dict(padding=1), Conv2d),
+], ids=["3x3", "3x3-no-padding", "8x8-output-large-batch", "too-few-tiles",
+        "too-few-tiles-for-512-channels", "strided", "dilated", "grouped", "5x5", "1x1",
+        "few-output-channels", "few-input-channels", "7x7-output", "12x7-output"])
 def test_conv2d_takes_winograd_exactly_where_it_applies(x_shape, w_shape, kwargs, expected):
     assert creator_of(x_shape, w_shape, **kwargs) is expected
 
@@ -287,7 +291,7 @@ def test_the_algorithm_can_be_chosen():
     with backend.conv_algorithm("winograd"):
         assert creator_of(*shapes) is Conv2dWinograd
         assert creator_of(*shapes, stride=2) is Conv2d  # Winograd cannot do it
-    large = ((1, 64, 14, 14), (64, 64, 3, 3))
+    large = ((4, 64, 14, 14), (64, 64, 3, 3))
     assert creator_of(*large) is Conv2dWinograd
     with backend.conv_algorithm("im2col"):
         assert creator_of(*large) is Conv2d

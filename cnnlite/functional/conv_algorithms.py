@@ -12,7 +12,8 @@ pointwise       ``Conv2dPointwise``          1x1 kernels without padding, one gr
 small           ``Conv2dSmall``              3x3, stride 1, one group, <= 32 channels in and
                                              out (``small_conv_applies``)
 winograd        ``Conv2dWinograd``           3x3, stride 1, one group, >= 32 channels in and
-                                             out, outputs >= 12 px (``winograd_applies``)
+                                             out, outputs >= 8 px, 2x2 output tiles >= 1.5x
+                                             the channels (``winograd_applies``)
 im2col          ``Conv2d``                   every other layer; every layer inside
                                              ``backend.use_reference()`` and on the GPU
 ==============  ===========================  ================================================
