@@ -7,9 +7,10 @@
 >>> x.grad
 array([[ 2., -4.]], dtype=float32)
 """
-from cnnlite import tbb
+from cnnlite import allocator, tbb
 
 tbb.preload()  # before anything can start numba's threads: see cnnlite/tbb.py
+allocator.keep_unless_asked_not_to()  # freed arrays reused, not page-faulted in again
 
 from cnnlite.tensor import Tensor, tensor  # noqa: E402  (it gives Tensor its operators)
 from cnnlite import (backend, cuda, data, functional, io, models, nn, optim, train,  # noqa: E402
