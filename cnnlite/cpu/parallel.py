@@ -7,6 +7,10 @@ thousands of times on tiny arrays, so below ``SERIAL_BELOW`` elements a kernel r
 Where numba cannot run on TBB (``cnnlite.tbb``), every kernel runs serially unless the user asked
 for a number of threads with ``cnnlite.backend.cpu_threads``: on numba's OpenMP fallback, idle
 workers spin after each loop and take a core from BLAS, and one thread is faster than two.
+
+The other way round, OpenBLAS's idle workers spin after each product and would take a core from
+the numba loop that follows: a parallel kernel first sends them away
+(``cnnlite.cpu.blas_threads``).
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import numba
 import numpy as np
 
 from cnnlite import backend, tbb
+from cnnlite.cpu import blas_threads
 
 SERIAL_BELOW = 1 << 15
 
@@ -35,6 +40,7 @@ def serial_when_small(kernel, c_order=True):
         work = sum(a.size for a in args if isinstance(a, np.ndarray))
         if work >= SERIAL_BELOW and (tbb.parallel_by_default()
                                      or backend.requested_cpu_threads() is not None):
+            blas_threads.park()  # OpenBLAS's spinning workers would take numba's cores
             return kernel(*args)
         threads = numba.get_num_threads()
         numba.set_num_threads(1)  # per calling thread: other threads keep their setting
