@@ -17,11 +17,13 @@ def parks(monkeypatch):
     return calls
 
 
-def test_a_parallel_kernel_parks_blas_first_and_a_small_one_does_not(parks, monkeypatch):
+def test_a_long_parallel_kernel_parks_blas_first_and_shorter_ones_do_not(parks, monkeypatch):
     monkeypatch.setattr(parallel.tbb, "parallel_by_default", lambda: True)
-    big = np.linspace(-1, 1, parallel.SERIAL_BELOW, dtype=np.float32)
-    relu_backward(big, big)
+    big = np.linspace(-1, 1, blas_threads.PARK_FROM // 2, dtype=np.float32)
+    relu_backward(big, big)  # x and dL/dy: PARK_FROM elements
     assert len(parks) == 1
+    medium = big[:parallel.SERIAL_BELOW]
+    relu_backward(medium, medium)  # parallel, but over before a restart of BLAS would pay
     small = big[:10]
     relu_backward(small, small)  # runs on the calling thread: nothing to make room for
     assert len(parks) == 1

@@ -13,7 +13,10 @@ with them sent away before each numba loop; DenseNet-121's inference 1907-2166 -
 OpenBLAS reads how long its workers spin (``OPENBLAS_THREAD_TIMEOUT``) once, when NumPy loads
 it, before cnnlite is imported. What it offers at run time is ``blas_thread_shutdown_``: the
 workers end, and the next product starts them again (a thread start, tens of microseconds).
-``park()`` calls it; ``cnnlite.cpu.parallel`` calls ``park()`` before every parallel kernel.
+``park()`` calls it; ``cnnlite.cpu.parallel`` calls ``park()`` before every parallel kernel
+given at least ``PARK_FROM`` array elements. The restart is not free: a 256x256 product after a
+``park()`` took 0.73-0.82 ms against 0.41 ms with the workers spinning, so a kernel too short to
+lose that much to a spinning worker runs without it.
 
 When it is not done:
 
@@ -30,10 +33,15 @@ import functools
 import os
 import threading
 
-__all__ = ["park", "parkers", "ENVIRONMENT_VARIABLE"]
+__all__ = ["park", "parkers", "ENVIRONMENT_VARIABLE", "PARK_FROM"]
 
 #: Set to 0 to leave OpenBLAS's workers spinning.
 ENVIRONMENT_VARIABLE = "CNNLITE_PARK_BLAS_THREADS"
+
+#: A parallel kernel given fewer array elements than this (all its arrays together) leaves
+#: OpenBLAS's workers as they are: it runs for about a millisecond or less, and the restart
+#: after a park costs about 0.35 ms.
+PARK_FROM = 2**21
 
 
 @functools.lru_cache(maxsize=1)

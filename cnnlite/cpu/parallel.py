@@ -40,7 +40,8 @@ def serial_when_small(kernel, c_order=True):
         work = sum(a.size for a in args if isinstance(a, np.ndarray))
         if work >= SERIAL_BELOW and (tbb.parallel_by_default()
                                      or backend.requested_cpu_threads() is not None):
-            blas_threads.park()  # OpenBLAS's spinning workers would take numba's cores
+            if work >= blas_threads.PARK_FROM:
+                blas_threads.park()  # OpenBLAS's spinning workers would take numba's cores
             return kernel(*args)
         threads = numba.get_num_threads()
         numba.set_num_threads(1)  # per calling thread: other threads keep their setting
