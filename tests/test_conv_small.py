@@ -44,11 +44,12 @@ def small_conv_cases(draw, max_channels=4, max_side=9):
 
 
 # Every run sees a 1x1 output, a "same" layer with an odd number of output channels, uneven
-# padding with dilation, and a layer without padding or bias.
+# padding with dilation, a layer without padding or bias, and one of many input channels.
 LANDMARKS = [make_case(1, 2, 3, 3, 3, (0, 0), (1, 1)),
              make_case(2, 3, 5, 6, 7, (1, 1), (1, 1)),
              make_case(2, 2, 3, 7, 8, (4, 1), (2, 1)),
-             make_case(2, 4, 2, 8, 5, (0, 0), (1, 1), bias=False)]
+             make_case(2, 4, 2, 8, 5, (0, 0), (1, 1), bias=False),
+             make_case(1, 40, 3, 4, 5, (1, 1), (1, 1))]  # many channels in, few out
 
 
 def with_landmarks(test):
@@ -196,8 +197,11 @@ def test_small_conv_applies_up_to_the_channel_limit():
         return small_conv_applies(np.zeros((2, channels, 8, 8)),
                                   np.zeros((out_channels, channels, 3, 3)), 1, 1, 1, 1)
 
+    most_in = conv_small_module.SMALL_CONV_MAX_IN_CHANNELS
     assert applies(most, most) and applies(3, most) and applies(most, 1)
-    assert not applies(most + 1, most) and not applies(most, most + 1)
+    assert applies(most_in, most)  # DenseNet's 3x3 layers: 128 -> 32
+    assert not applies(most_in + 1, most) and not applies(most, most + 1)
+    assert not applies(most + 1, most + 1)
 
 
 def test_small_conv_does_not_apply_where_another_algorithm_is_asked_for():

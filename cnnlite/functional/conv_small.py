@@ -28,6 +28,13 @@ __all__ = ["Conv2dSmall", "small_conv_applies"]
 #: 64 channels of 8x8 both are slower (0.9x). Those layers stay with im2col and Winograd.
 SMALL_CONV_MAX_CHANNELS = 32
 
+#: With at most ``SMALL_CONV_MAX_CHANNELS`` output channels, the direct convolution also takes up
+#: to this many input channels: DenseNet's 3x3 layers (128 -> 32) give Winograd's 16 products
+#: only 32 rows, too short for BLAS. Measured at batch 8, float32, forward + backward on 2 cores,
+#: each algorithm's runs interleaved, min of 5: at 56x56 90-94 ms against Winograd's 115-127 ms,
+#: at 28x28 25.5 against 47-55 ms, at 14x14 even (6.3-7.2 against 7.1-7.5 ms).
+SMALL_CONV_MAX_IN_CHANNELS = 128
+
 
 def small_conv_applies(x, w, stride, padding, dilation, groups) -> bool:
     """True when conv2d(x, w, ...) should run as ``Conv2dSmall``.
@@ -37,8 +44,8 @@ def small_conv_applies(x, w, stride, padding, dilation, groups) -> bool:
     backend that has the kernel (the numba CPU backend, outside ``backend.use_reference()``),
     with no algorithm forced by ``backend.conv_algorithm`` ("im2col" turns every fast path off,
     "winograd" asks for Winograd), and few enough channels to gain
-    (``SMALL_CONV_MAX_CHANNELS``). Anything malformed returns False: the im2col Function then
-    reports the error.
+    (``SMALL_CONV_MAX_CHANNELS`` out, ``SMALL_CONV_MAX_IN_CHANNELS`` in). Anything malformed
+    returns False: the im2col Function then reports the error.
     """
     if backend.preferred_conv_algorithm() != "auto" or not backend.has_kernel("conv_small", x):
         return False
@@ -46,7 +53,9 @@ def small_conv_applies(x, w, stride, padding, dilation, groups) -> bool:
         return False
     if checked_layer(Conv2dSmall, x, w, stride, padding, dilation, groups) is None:
         return False
-    return max(w.shape[:2]) <= SMALL_CONV_MAX_CHANNELS
+    out_channels, in_channels = w.shape[:2]
+    return (out_channels <= SMALL_CONV_MAX_CHANNELS
+            and in_channels <= SMALL_CONV_MAX_IN_CHANNELS)
 
 
 class Conv2dSmall(Conv2d):
