@@ -3,9 +3,10 @@
 Why: a training step makes and frees hundreds of arrays of a few megabytes (activations, their
 gradients, column matrices, Winograd's transforms). By default glibc serves every block above
 a threshold (128 KiB at first, raised as blocks are freed, at most 32 MiB) straight from the
-kernel (``mmap``) and hands it back to the kernel when it is freed (``munmap``). The next array of that size then gets fresh pages, and the kernel zeroes each one
-the first time it is written: a page fault per 4 KiB (or per 2 MiB huge page, which NumPy asks
-for on large arrays), paid again in every step for memory the process had a moment before.
+kernel (``mmap``) and hands it back to the kernel when it is freed (``munmap``). The next
+array of that size then gets fresh pages, and the kernel zeroes each one the first time it is
+written: a page fault per 4 KiB (or per 2 MiB huge page, which NumPy asks for on large arrays),
+paid again in every step for memory the process had a moment before.
 Measured on 2 cores (ResNet-20, batch 64, one training step): about 25,000 page faults and
 90-170 ms of system time per step; with the settings below, under 10 faults and 20 ms.
 

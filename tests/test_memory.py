@@ -79,9 +79,10 @@ def x_of(*shape):
 LARGE_BUFFERS = [
     ("conv2d output", lambda: F.conv2d(x_of(1, 1, 4, 4), x_of(16384, 1, 1, 1)),
      "conv2d", r"output of shape \(1, 16384, 4, 4\)"),
-    ("im2col column matrix", lambda: F.conv2d(x_of(1, 64, 32, 32), x_of(1, 64, 3, 3)),
+    ("im2col column matrix", lambda: _by("im2col", F.conv2d, x_of(1, 64, 32, 32),
+                                         x_of(1, 64, 3, 3)),
      "im2col", r"column matrix of shape \(576, 900\)"),
-    ("winograd tiles", lambda: _winograd(F.conv2d, x_of(1, 16, 64, 64), x_of(1, 16, 3, 3)),
+    ("winograd tiles", lambda: _by("winograd", F.conv2d, x_of(1, 16, 64, 64), x_of(1, 16, 3, 3)),
      "winograd_input", r"transformed tiles of shape \(16, 16, 961\)"),
     ("max_pool2d", lambda: F.max_pool2d(x_of(1, 4, 512, 512), 1),
      "max_pool2d_forward", r"output and argmax of shape \(1, 4, 512, 512\) \(float64 and int32\)"),
@@ -96,8 +97,9 @@ LARGE_BUFFERS = [
 ]
 
 
-def _winograd(conv, *args):
-    with backend.conv_algorithm("winograd"):
+def _by(algorithm, conv, *args):
+    """conv(*args) by the named algorithm, whatever the layer's shape would choose."""
+    with backend.conv_algorithm(algorithm):
         return conv(*args)
 
 
