@@ -275,7 +275,7 @@ def creator_of(x_shape, w_shape, **kwargs):
     ((1, 32, 12, 12), (32, 16, 3, 3), dict(groups=2, padding=1), Conv2d),
     ((1, 32, 12, 12), (32, 32, 5, 5), dict(padding=2), Conv2d),
     ((1, 32, 12, 12), (32, 32, 1, 1), dict(), Conv2dPointwise),
-    ((1, 64, 12, 12), (16, 64, 3, 3), dict(padding=1), Conv2dSmall),  # the direct kernel's
+    ((1, 64, 12, 12), (16, 64, 3, 3), dict(padding=1), Conv2dSmall),  # few outputs
     ((1, 16, 12, 12), (64, 16, 3, 3), dict(padding=1), Conv2d),
     ((8, 64, 9, 9), (64, 64, 3, 3), dict(), Conv2d),
     ((16, 64, 12, 7), (64, 64, 3, 3), dict(padding=1), Conv2d),
