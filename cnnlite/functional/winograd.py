@@ -33,6 +33,11 @@ WINOGRAD_MIN_SIDE = 8
 WINOGRAD_MIN_TILES_PER_CHANNEL = 1.5
 
 
+def tiles_per_sample(out_h, out_w) -> int:
+    """How many 2x2 output tiles cover one sample's (out_h, out_w) outputs (partial ones count)."""
+    return ((out_h + 1) // 2) * ((out_w + 1) // 2)
+
+
 def winograd_applies(x, w, stride, padding, dilation, groups) -> bool:
     """True when conv2d(x, w, ...) should run as ``Conv2dWinograd``.
 
@@ -51,7 +56,7 @@ def winograd_applies(x, w, stride, padding, dilation, groups) -> bool:
     if op.stride != (1, 1) or op.dilation != (1, 1) or op.groups != 1:
         return False
     out_sides = (x.shape[2] + 2 * op.padding[0] - 2, x.shape[3] + 2 * op.padding[1] - 2)
-    tiles = x.shape[0] * ((out_sides[0] + 1) // 2) * ((out_sides[1] + 1) // 2)
+    tiles = x.shape[0] * tiles_per_sample(*out_sides)
     return choice == "winograd" or (
         min(w.shape[:2]) >= WINOGRAD_MIN_CHANNELS and min(out_sides) >= WINOGRAD_MIN_SIDE
         and tiles >= WINOGRAD_MIN_TILES_PER_CHANNEL * max(w.shape[:2]))
@@ -72,8 +77,7 @@ class Conv2dWinograd(Conv2d):
 
     def chunks(self, x_shape, itemsize):
         """Slices of the batch axis whose transformed input V fits in WINOGRAD_CHUNK_BYTES."""
-        tiles_per_sample = ((self.out_h + 1) // 2) * ((self.out_w + 1) // 2)
-        v_bytes_per_sample = 16 * x_shape[1] * tiles_per_sample * itemsize
+        v_bytes_per_sample = 16 * x_shape[1] * tiles_per_sample(self.out_h, self.out_w) * itemsize
         return batch_chunks(x_shape[0], v_bytes_per_sample, WINOGRAD_CHUNK_BYTES)
 
     def forward(self, x, w, b=None):
