@@ -7,6 +7,7 @@ import pytest
 
 from cnnlite.cpu import blas_threads, parallel
 from cnnlite.cpu.activation import relu_backward
+from cnnlite.cpu.conv_small import conv_small
 
 
 @pytest.fixture
@@ -26,6 +27,17 @@ def test_a_long_parallel_kernel_parks_blas_first_and_shorter_ones_do_not(parks, 
     relu_backward(medium, medium)  # parallel, but over before a restart of BLAS would pay
     small = big[:10]
     relu_backward(small, small)  # runs on the calling thread: nothing to make room for
+    assert len(parks) == 1
+
+
+def test_the_direct_convolution_parks_for_its_multiply_adds_not_its_few_elements(parks,
+                                                                                monkeypatch):
+    monkeypatch.setattr(parallel.tbb, "parallel_by_default", lambda: True)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 128, 7, 7)).astype(np.float32)  # DenseNet's last block
+    w = rng.standard_normal((32, 128, 3, 3)).astype(np.float32)
+    assert x.size + w.size + 8 * 32 * 7 * 7 < blas_threads.PARK_FROM
+    conv_small(x, w, None, (1, 1), (1, 1))
     assert len(parks) == 1
 
 

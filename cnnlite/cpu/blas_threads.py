@@ -14,7 +14,8 @@ OpenBLAS reads how long its workers spin (``OPENBLAS_THREAD_TIMEOUT``) once, whe
 it, before cnnlite is imported. What it offers at run time is ``blas_thread_shutdown_``: the
 workers end, and the next product starts them again (a thread start, tens of microseconds).
 ``park()`` calls it; ``cnnlite.cpu.parallel`` calls ``park()`` before every parallel kernel
-given at least ``PARK_FROM`` array elements. The restart is not free: a 256x256 product after a
+given at least ``PARK_FROM`` array elements (or as much work: the direct convolution counts its
+multiply-adds). The restart is not free: a 256x256 product after a
 ``park()`` took 0.73-0.82 ms against 0.41 ms with the workers spinning, so a kernel too short to
 lose that much to a spinning worker runs without it.
 

@@ -25,22 +25,32 @@ from cnnlite.cpu import blas_threads
 SERIAL_BELOW = 1 << 15
 
 
-def serial_when_small(kernel, c_order=True):
+def elements(*args) -> int:
+    """The work of a memory-bound kernel: the elements of all its arrays together."""
+    return sum(a.size for a in args if isinstance(a, np.ndarray))
+
+
+def serial_when_small(kernel, c_order=True, work=elements):
     """Wrap a compiled kernel: C-contiguous arrays in, one thread for small work.
 
     Strided arrays (a transposed input, the broadcast gradient of ``.sum()``) are copied to C
     order first, so numba compiles each kernel once per dtype rather than once per layout.
     ``c_order=False`` passes the arrays as they are, for kernels whose callers lay out the
     arrays on purpose (``cnnlite.cpu.winograd``).
+
+    ``work(*args)`` says how long the kernel runs, counted in array elements that a
+    memory-bound kernel reads or writes in that time: ``elements`` by default. A kernel that
+    computes much more per element (the direct convolution) gives its own count, so that it
+    runs in parallel and parks OpenBLAS's workers when it takes long, however few its elements.
     """
     @functools.wraps(kernel)
     def run(*args):
         if c_order:
             args = [np.ascontiguousarray(a) if isinstance(a, np.ndarray) else a for a in args]
-        work = sum(a.size for a in args if isinstance(a, np.ndarray))
-        if work >= SERIAL_BELOW and (tbb.parallel_by_default()
-                                     or backend.requested_cpu_threads() is not None):
-            if work >= blas_threads.PARK_FROM:
+        amount = work(*args)
+        if amount >= SERIAL_BELOW and (tbb.parallel_by_default()
+                                          or backend.requested_cpu_threads() is not None):
+            if amount >= blas_threads.PARK_FROM:
                 blas_threads.park()  # OpenBLAS's spinning workers would take numba's cores
             return kernel(*args)
         threads = numba.get_num_threads()
