@@ -15,6 +15,8 @@ from cnnlite.reference.softmax import class_rows, rows
 
 def _log_softmax_rows(x3):
     """log softmax along axis 1 of x3: (outer, K, inner)."""
+    if x3.size == 0:  # no rows, or rows of no classes: NumPy's max has nothing to start from
+        return np.empty_like(x3)
     shifted = x3 - x3.max(axis=1, keepdims=True)
     log_sum = np.log(np.exp(shifted).sum(axis=1, keepdims=True, dtype=np.float64))
     shifted -= log_sum.astype(x3.dtype)
@@ -60,7 +62,7 @@ def cross_entropy_forward(logits, target, label_smoothing=0.0):
     log_probs = _log_softmax_rows(logits.reshape(N, K, inner))
     picked = np.take_along_axis(log_probs, target.reshape(N, 1, inner), axis=1)
     loss = -(1 - label_smoothing) * picked[:, 0, :].astype(np.float64)
-    if label_smoothing:
+    if label_smoothing and K:  # K = 0 leaves no rows (no target fits): nothing to smooth
         loss -= label_smoothing / K * log_probs.sum(axis=1, dtype=np.float64)
     return loss.astype(logits.dtype).reshape(target.shape), log_probs.reshape(logits.shape)
 
@@ -72,7 +74,8 @@ def cross_entropy_backward(log_probs, target, gloss, label_smoothing=0.0):
     N, K, inner = class_rows("cross_entropy_backward", log_probs.shape, target)
     dtype = log_probs.dtype
     glogits = np.exp(log_probs.reshape(N, K, inner))
-    glogits -= dtype.type(label_smoothing / K)
+    if K:  # K = 0 leaves no rows (no target fits): nothing to smooth
+        glogits -= dtype.type(label_smoothing / K)
     targets = target.reshape(N, 1, inner)
     at_target = np.take_along_axis(glogits, targets, axis=1)
     np.put_along_axis(glogits, targets, at_target - dtype.type(1 - label_smoothing), axis=1)

@@ -146,6 +146,10 @@ def _pool_windows(kernel, input_size, kernel_size, stride, padding, output_size,
         raise OpError(f"{kernel}: padding must be at most half the kernel_size, got "
                       f"{geometry} ({shapes})")
     for count, size, s, p in zip(output_size, input_size, stride, padding):
+        if count > 0 and size == 0:
+            raise OpError(f"{kernel}: an output of {tuple(output_size)} windows over an input "
+                          f"of {tuple(input_size)} (an axis of size 0) with {geometry}: its "
+                          f"windows hold only padding, no element to pool ({shapes})")
         if count > 0 and (count - 1) * s - p >= size:
             raise OpError(f"{kernel}: an output of {tuple(output_size)} windows does not fit "
                           f"an input of {tuple(input_size)} with {geometry}: its last window "

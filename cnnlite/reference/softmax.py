@@ -53,7 +53,10 @@ def class_rows(op, logits_shape, target):
 
 
 def _max_and_log_sum_exp(row):
-    """m = max_k row_k and log(sum_k e^(row_k - m)) of one row (a list of floats)."""
+    """m = max_k row_k and log(sum_k e^(row_k - m)) of one row (a list of floats); a row of
+    no classes (K = 0) has nothing to normalise and gives (0, 0), which no value uses."""
+    if not row:
+        return 0.0, 0.0
     m = max(row)
     total = 0.0
     for value in row:
