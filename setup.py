@@ -4,6 +4,7 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
+LINUX_X86_64 = "platform_system == 'Linux' and platform_machine == 'x86_64'"
 
 setup(
     name="cnnlite",
@@ -56,8 +57,14 @@ setup(
         # torch is the reference the tests compare against; 2.13.0 is the CPU build these
         # machines carry (a looser pin could pull several GB of CUDA packages).
         # nbclient/nbformat/ipykernel execute the notebooks in the test suite.
+        # NVRTC of CUDA 12 and 13, the compilers cupy runs, as plain libraries (no GPU, no
+        # toolkit): tests/test_cuda_nvrtc.py compiles every kernel with them for the GPUs we
+        # support, the only check of that on a machine without a GPU, CI's included. About
+        # 150 MB to download (360 MB installed), so Linux x86-64 only, where CI runs.
         "test": ["pytest>=7", "hypothesis>=6.80", "torch==2.13.0",
-                 "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.25"],
+                 "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.25",
+                 "nvidia-cuda-nvrtc-cu12>=12.0; " + LINUX_X86_64,
+                 "nvidia-cuda-nvrtc>=13.0,<14; " + LINUX_X86_64],
         "cuda12": ["cupy-cuda12x>=13"],
         "cuda13": ["cupy-cuda13x>=13.6"],
     },

@@ -295,7 +295,7 @@ fi
 if command -v nvcc >/dev/null 2>&1; then
     { echo; echo "## nvcc --version"; nvcc --version 2>&1; } | tee -a "$ENV_LOG" | tail -2
 else
-    echo "nvcc is not on the PATH: tests/test_cuda_compile.py will skip" | tee -a "$ENV_LOG"
+    echo "nvcc is not on the PATH (the compile tests use NVRTC from the test extra)" | tee -a "$ENV_LOG"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -445,11 +445,11 @@ fi
 # ---------------------------------------------------------------------------------------------
 header "4/5 GPU tests (pytest)"
 # The GPU tests carry skipif marks (tests/test_cuda_gpu.py's needs_gpu, the cupy checks of
-# test_data.py and test_nn.py, the nvcc check of test_cuda_compile.py): no marker selects
+# test_data.py and test_nn.py, the NVRTC checks of test_cuda_nvrtc.py): no marker selects
 # them, so whole files plus the tests named for cuda or gpu. Without a GPU they would all
-# "pass" as skips, so a skip that names a missing GPU, cupy or nvcc fails the step.
-PYTEST_ARGS=(tests/test_cuda_gpu.py tests/test_cuda_compile.py tests/test_backend.py
-             tests/test_data.py tests/test_nn.py tests/test_cli.py -k "cuda or gpu"
+# "pass" as skips, so a skip that names a missing GPU, cupy or NVRTC fails the step.
+PYTEST_ARGS=(tests/test_cuda_gpu.py tests/test_cuda_compile.py tests/test_cuda_nvrtc.py
+             tests/test_backend.py tests/test_data.py tests/test_nn.py tests/test_cli.py -k "cuda or gpu"
              -ra --junitxml="$OUTDIR/pytest-junit.xml" -p no:cacheprovider)
 # One test that hangs (a kernel that never ends) then costs its own 150 s, not the whole step.
 case "$(probe_value pytest-timeout)" in missing|'') ;; *) PYTEST_ARGS+=(--timeout=150) ;; esac
@@ -468,7 +468,7 @@ else
     [ "$DRY_RUN" = 1 ] && TESTS_LINE="(not run: dry run)"
     # "SKIPPED [54] tests/test_cuda_gpu.py:63: no GPU: cupy not installed" -> the count and
     # the distinct reasons.
-    GPU_SKIPS=$(grep -E '^SKIPPED \[[0-9]+\] .*(no GPU:|needs cupy and a CUDA GPU|needs a CUDA GPU and cupy|nvcc \(the CUDA toolkit\))' "$PYTEST_LOG" \
+    GPU_SKIPS=$(grep -E '^SKIPPED \[[0-9]+\] .*(no GPU:|needs cupy and a CUDA GPU|needs a CUDA GPU and cupy|NVRTC [0-9]+ not found)' "$PYTEST_LOG" \
                 | awk '{ n += substr($2, 2, length($2) - 2); $1 = $2 = $3 = ""; sub(/^ +/, "")
                          if (!($0 in seen)) { seen[$0] = 1; why = why (why ? "; " : "") $0 } }
                        END { if (n) printf "%d tests skipped instead of run: %s", n, why }')

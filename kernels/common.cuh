@@ -9,9 +9,15 @@
 //   so that any grid gives the same result: the launchers in cnnlite/cuda pick one that fills
 //   the GPU, the CPU harness (kernels/host) a tiny one that a student can step through.
 // * Indices are long long: ResNet-50's first column matrix at batch 64 has 1.2e8 entries, and
-//   products of sizes overflow a 32-bit int long before the arrays themselves do.
-// * Sums are accumulated in double, also for float data, as the CPU kernels do: a batch-norm
-//   channel of 64 x 56 x 56 values loses about three digits when summed in float.
+//   products of sizes overflow a 32-bit int long before the arrays themselves do. (im2col.cu's
+//   kernels, whose time goes into index divisions, also come with int indices, which their
+//   launcher picks when every index of the call fits.)
+// * Long sums are split so that no thread adds up more than a few hundred values, and each
+//   thread sums in the kernel's own type T (float is 1/64 of double's speed on GeForce and
+//   L4/L40 GPUs): batchnorm.cu by chunks and Welford's update, softmax.cu by Kahan's
+//   compensation where one thread takes a whole row. The few values per thread are then
+//   combined in double (block_sum, block_max below). Each file states the error it measured
+//   against float64.
 // * Arrays are C-contiguous; the launchers make sure of it.
 // * No #include: NVRTC (which cupy compiles with) has no standard headers. cnnlite/cuda pastes
 //   this file in place of the `#include "common.cuh"` line before compiling a .cu file.

@@ -14,19 +14,25 @@
 // cnnlite/reference/generalized_pool.py has the same computations, and their derivatives, as
 // plain loops.
 //
-// The backward of each op takes three launches:
+// The backward of each op takes three launches (gated pooling one more, see 1.):
 //   1. per window (one thread each): the coefficients that multiply each mask entry in dy/dx,
 //      e.g. g s (1 - s) (m - a) for the gate of gated pooling, stored as rows of a
-//      (rows, P*OH*OW) double array;
-//   2. per input element (one thread each): gx, gathered from the windows that contain it,
-//      so that every gx element is written by one thread;
+//      (rows, P*OH*OW) double array. Gated pooling also stores g s, the share of the window's
+//      maximum, which the launcher hands to max_pool2d_backward of kernels/pool.cu: that
+//      gathers, for each element, the shares of the windows whose argmax it is;
+//   2. per input element (one thread each): gx, gathered from the windows that contain it;
 //   3. per mask entry: dL/dmask[p, q] = sum over all windows of coefficient * x at (p, q) in
 //      the window. Every window of every plane adds into the same kh*kw numbers, so this is a
 //      reduction, done as batch_norm_grad_statistics does for its per-channel weight: blocks
 //      sum their share in shared memory (block_sum), one partial sum per block, and the
-//      launcher adds up the partials. No atomics: tens of thousands of threads adding into nine
-//      addresses would wait on each other, and the order of their additions would change the
-//      last bits from run to run.
+//      launcher adds up the partials.
+// So every gx element and every partial sum is written by one thread, which adds in a fixed
+// order: the gradients have the same bits on every run. With atomicAdd, threads adding into
+// one address would add in the order they happen to come and round differently each time (and
+// tens of thousands of them adding into nine mask entries would wait on each other); and a
+// floating-point atomicAdd on a double exists only from sm_60, so this file would not compile
+// for sm_50 (Maxwell). The only atomicAdd left counts bad argmax values, on an unsigned long
+// long, which every GPU has.
 #include "common.cuh"
 
 // [*start, *stop): the rows of window i along an axis of `size`, clipped to the input.
@@ -99,20 +105,20 @@ __global__ void gated_max_ave_pool2d_forward(const T* x, const T* gate, T* y, in
 //
 //   coefficients[0, t] = g s (1 - s) (m - a)    the gate's coefficient (row 0: the mask's)
 //   coefficients[1, t] = g (1 - s) / |R|        every element's share of the mean
+//   maxima[t]          = g s                    the maximum's share, in T
 //
-// and g s goes to the maximum itself, added here into gx (zeroed by the launcher) with
-// atomicAdd: overlapping windows may pick the same element, and argmax (from the caller) may
-// point anywhere in the plane, so a gather from the windows could miss it (as in
-// max_pool2d_backward). An argmax outside the plane would read and write outside x and gx:
-// it is skipped, its window's coefficients set to 0, and counted in *outside, which the
-// launcher reads and reports.
+// The maximum's share goes to the element at argmax[t], which (from the caller) may lie
+// anywhere in the plane, not only in the window: the launcher sends it there with
+// max_pool2d_backward (kernels/pool.cu), a gather from the windows that picked each element.
+// An argmax outside the plane would read outside x: it is skipped, its window's coefficients
+// and share set to 0, and counted in *outside, which the launcher reads and reports.
 //
 // Thread mapping: one thread per window t in [0, P*OH*OW), walking its window once.
 // Grid-stride loop over t.
 template <typename T>
 __global__ void gated_max_ave_window_coefficients(const T* gy, const T* x, const T* gate,
                                                   const int* argmax, double* coefficients,
-                                                  T* gx, unsigned long long* outside,
+                                                  T* maxima, unsigned long long* outside,
                                                   long long P, long long H, long long W,
                                                   long long OH, long long OW, long long kh,
                                                   long long kw, long long sh, long long sw) {
@@ -122,6 +128,7 @@ __global__ void gated_max_ave_window_coefficients(const T* gy, const T* x, const
         const long long where = argmax[t];
         if (where < 0 || where >= H * W) {
             coefficients[t] = coefficients[windows + t] = 0;
+            maxima[t] = 0;
             atomicAdd(outside, 1ULL);
             continue;
         }
@@ -139,13 +146,13 @@ __global__ void gated_max_ave_window_coefficients(const T* gy, const T* x, const
         const double s = gate_of<T>(z), g = gy[t], area = double((h1 - h0) * (w1 - w0));
         coefficients[t] = g * s * (1 - s) * (plane[where] - total / area);
         coefficients[windows + t] = g * (1 - s) / area;
-        atomicAdd(&gx[p * H * W + where], T(g * s));
+        maxima[t] = T(g * s);
     }
 }
 
 // Backward, launch 2: gx[p, h, w] += the sum, over the windows (i, j) containing (h, w), of
-// coefficients[1] + coefficients[0] * gate[h - i*sh, w - j*sw] (launch 1 has already added
-// the maxima's share).
+// coefficients[1] + coefficients[0] * gate[h - i*sh, w - j*sw] (gx holds the maxima's shares
+// already, from max_pool2d_backward).
 //
 // Thread mapping: one thread per input element t in [0, P*H*W), as a gather over the windows
 // that contain it: every gx element is read and written by one thread (no atomics).

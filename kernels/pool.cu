@@ -10,6 +10,14 @@
 //
 // Picked elements (max, stochastic) are remembered as a flat index h*W + w into their plane,
 // an int: a plane never has 2^31 elements, and half the bytes of a long long are kept for backward.
+//
+// Every backward here is a gather: one thread per input element adds up what the outputs
+// over it contribute (avg_pool2d_backward, probability_weighted_pool2d_backward, and
+// max_pool2d_backward, which adds the gy of the outputs that picked its element). So every gx
+// element is written by one thread, which adds in a fixed order: the gradients have the same
+// bits on every run, where atomicAdd from many threads into one element would add in the
+// order they happen to come, and round differently. And no kernel needs a floating-point
+// atomicAdd, which for double exists only from sm_60: this file compiles for sm_50 (Maxwell).
 #include "common.cuh"
 
 // The rows [*start, *stop) of window i along an axis of `size`, clipped to the input.
@@ -66,28 +74,44 @@ __global__ void max_pool2d_forward(const T* x, T* y, int* argmax, long long P,
     }
 }
 
-// gx[p, argmax[p, i, j]] += gy[p, i, j]: each output's gradient goes to the element it picked.
-// Also the backward of stochastic pooling and adaptive max pooling, which pick one element per
-// window too. This kernel knows only the picks, not the windows, so it cannot gather; it
-// scatters, and overlapping windows that picked the same element add with atomicAdd.
+// gx[p, h, w] = the sum of gy[p, i, j] over the outputs (i, j) whose pick argmax[p, i, j] is
+// h*W + w: each output's gradient goes to the element it picked. Also the backward of
+// stochastic pooling and adaptive max pooling, which pick one element per window too.
 //
-// argmax comes from the caller, and an index outside the plane would write outside gx: such an
-// index is skipped and counted in *outside, which the launcher reads and reports. One compare
-// per element, where a separate pass over argmax would read it again.
+// A gather, not a scatter (atomicAdd into gx at each pick), for two reasons: the additions
+// into an element that several overlapping windows picked happen here in one fixed order, so
+// the gradient has the same bits on every run; and a floating-point atomicAdd on a double
+// exists only from sm_60, which would keep this whole file from compiling for older GPUs.
 //
-// Thread mapping: one thread per output element t in [0, P*OH*OW), adding into plane
-// p = t / (OH*OW) of gx (zeroed by the launcher). Grid-stride loop over t.
+// The three poolings have different windows, and this kernel is given only the picks, so the
+// launcher, having read argmax, tells each thread where to look: for input row h,
+// rows_reaching[2h] and rows_reaching[2h + 1] are the first and the last output row i that
+// picked anything on row h, in any plane and column (first > last where none did);
+// columns_reaching the same for input column w. In max pooling these rows are among those
+// whose windows contain row h, since a window picks inside itself. The launcher has also
+// checked that every pick lies in its plane: a pick outside it would match no thread, and its
+// gradient would vanish unnoticed.
+//
+// Thread mapping: one thread per input element t in [0, P*H*W), plane p = t / (H*W),
+// position (h, w); it checks the outputs (i, j) in those ranges in row-major order and adds,
+// in T, the gy of those that picked it: the order and type of the CPU kernel, so the gradient
+// also has its bits. Every gx element is written once by one thread. Grid-stride loop over t.
 template <typename T>
-__global__ void max_pool2d_backward(const T* gy, const int* argmax, T* gx,
-                                    unsigned long long* outside, long long P, long long H,
-                                    long long W, long long OH, long long OW) {
-    for (long long t = first_index(); t < P * OH * OW; t += grid_stride()) {
-        const long long p = t / (OH * OW);
-        const long long index = argmax[t];
-        if (0 <= index && index < H * W)
-            atomicAdd(&gx[p * H * W + index], gy[t]);
-        else
-            atomicAdd(outside, 1ULL);
+__global__ void max_pool2d_backward(const T* gy, const int* argmax,
+                                    const long long* rows_reaching,
+                                    const long long* columns_reaching, T* gx, long long P,
+                                    long long H, long long W, long long OH, long long OW) {
+    for (long long t = first_index(); t < P * H * W; t += grid_stride()) {
+        const long long p = t / (H * W), h = (t / W) % H, w = t % W;
+        const long long picked = h * W + w;
+        T total = 0;
+        for (long long i = rows_reaching[2 * h]; i <= rows_reaching[2 * h + 1]; ++i) {
+            for (long long j = columns_reaching[2 * w]; j <= columns_reaching[2 * w + 1]; ++j) {
+                const long long output = (p * OH + i) * OW + j;
+                if (argmax[output] == picked) total += gy[output];
+            }
+        }
+        gx[t] = total;
     }
 }
 

@@ -1,76 +1,21 @@
-"""Every kernels/*.cu compiles with nvcc for a current GPU (sm_90, Hopper) and an older one
-(sm_75, Turing), with both float and double instantiated, warnings counted as errors.
+"""The kernel table and the instantiations it compiles: every kernels/*.cu is listed in
+``cnnlite.cuda.module``, every kernel listed is defined in its file, every instantiation
+(``module.name_expressions``) has an entry point in the CPU harness, and im2col/col2im, which
+are compiled with 32- and 64-bit index arithmetic, give the same results with either, the
+launcher picking 32 bits exactly when every index fits.
 
-What is compiled is what cupy's NVRTC compiles at run time (``cnnlite.cuda.module.source``:
-the file with kernels/common.cuh pasted in), followed by a function that takes the address of
-every ``name<float>`` and ``name<double>`` of ``module.name_expressions``: a template that is
-never instantiated is never checked. All compilations run at once, in one fixture, to keep
-this file within its time budget on a small machine.
+The compilation for the GPUs, with NVRTC as cupy runs it, is tests/test_cuda_nvrtc.py.
 """
 import re
-import shutil
-import subprocess
 
+import numpy as np
 import pytest
 
-from cnnlite.cuda import module
+from cnnlite import reference
+from cnnlite.cuda import conv, host, module
 
-needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None,
-                                reason="nvcc (the CUDA toolkit) is not on the PATH")
-
-ARCHITECTURES = ["sm_90", "sm_75"]
 TOPICS = sorted(module.KERNEL_SOURCES)
-
-
-def instantiating_source(topic):
-    """kernels/<topic>.cu as NVRTC sees it, plus the instantiation of every kernel."""
-    lines = [module.source(topic), "", "void instantiate_every_kernel() {"]
-    lines += [f"    (void)&{expression};" for expression in module.name_expressions(topic)]
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
-@pytest.fixture(scope="module")
-def compiled(tmp_path_factory):
-    """(topic, arch) -> (return code, compiler output, cubin bytes), compiled in parallel."""
-    folder = tmp_path_factory.mktemp("nvcc")
-    running = {}
-    for topic in TOPICS:
-        source = folder / f"{topic}.cu"
-        source.write_text(instantiating_source(topic))
-        for arch in ARCHITECTURES:
-            cubin = folder / f"{topic}_{arch}.cubin"
-            command = ["nvcc", *module.NVRTC_OPTIONS, f"-arch={arch}", "--cubin",
-                       "--Werror", "all-warnings", str(source), "-o", str(cubin)]
-            running[topic, arch] = (subprocess.Popen(command, stdout=subprocess.PIPE,
-                                                     stderr=subprocess.STDOUT, text=True), cubin)
-    results = {}
-    for key, (process, cubin) in running.items():
-        output = process.communicate(timeout=300)[0]
-        results[key] = (process.returncode, output,
-                        cubin.read_bytes() if cubin.exists() else b"")
-    return results
-
-
-@needs_nvcc
-@pytest.mark.parametrize("arch", ARCHITECTURES)
-@pytest.mark.parametrize("topic", TOPICS)
-def test_kernel_file_compiles_without_warnings(compiled, topic, arch):
-    returncode, output, _ = compiled[topic, arch]
-    assert returncode == 0 and not output.strip(), f"nvcc {topic}.cu -arch={arch}:\n{output}"
-
-
-@needs_nvcc
-@pytest.mark.parametrize("arch", ARCHITECTURES)
-@pytest.mark.parametrize("topic", TOPICS)
-def test_every_kernel_is_in_the_binary_for_float_and_double(compiled, topic, arch):
-    """The cubin names each instantiation by its mangled name, e.g. _Z6im2colIfEv... for
-    im2col<float> (I...E holds the template argument: f float, d double)."""
-    binary = compiled[topic, arch][2]
-    for name in module.KERNEL_SOURCES[topic]:
-        for code in "fd":
-            mangled = f"_Z{len(name)}{name}I{code}Ev".encode()
-            assert mangled in binary, f"{name} ({code}) is missing from {topic}_{arch}.cubin"
+INDEX_TYPES = ["int", "long long"]
 
 
 def test_every_cu_file_is_listed_in_the_kernel_table():
@@ -85,3 +30,83 @@ def test_every_kernel_in_the_table_is_defined_in_its_file():
         text = module.source(topic)
         for name in names:
             assert re.search(rf"__global__ void {name}\(", text), (topic, name)
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_every_kernel_is_instantiated_for_float_and_double(topic):
+    """... and im2col's for both index types, which its kernels take as a second template
+    argument."""
+    index_types = INDEX_TYPES if topic in module.INDEX_TYPES else [None]
+    expected = [name + (f"<{c_type}>" if index is None else f"<{c_type}, {index}>")
+                for name in module.KERNEL_SOURCES[topic] for c_type in ("float", "double")
+                for index in index_types]
+    assert module.name_expressions(topic) == expected
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_the_harness_has_an_entry_point_for_every_instantiation(harness, topic):
+    for expression in module.name_expressions(topic):
+        assert harness.by_expression(expression).name == expression
+
+
+# ---------------------------------------------------------------------------------------------
+# im2col and col2im with 32- and 64-bit index arithmetic.
+
+#: x's shape and the window: (x_shape, kh, kw, stride, padding, dilation).
+GEOMETRIES = [
+    ((2, 3, 7, 6), 3, 3, (1, 1), (1, 1), (1, 1)),
+    ((1, 2, 9, 8), 3, 2, (2, 3), (1, 0), (2, 1)),
+    ((3, 1, 5, 5), 1, 1, (2, 2), (0, 0), (1, 1)),
+]
+
+
+@pytest.fixture
+def kernels(harness, tmp_path_factory):
+    """The harness with nothing launched yet (``launched`` says which instantiations ran)."""
+    return host.HostKernels(host.build_once(tmp_path_factory.getbasetemp() / "cuda_on_cpu"))
+
+
+def im2col_and_col2im(kernels, index_type, x, geometry):
+    """col = im2col(x), and col2im(col), with the launcher forced to ``index_type``."""
+    _, *window = geometry
+    with pytest.MonkeyPatch.context() as patch, host.run_on_cpu(kernels):
+        patch.setattr(conv, "_index_type", lambda _: index_type)
+        col = conv.im2col(x, *window)
+        return col, conv.col2im(col, x.shape, *window)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=[str(g[0]) for g in GEOMETRIES])
+def test_32_and_64_bit_index_arithmetic_give_identical_results(kernels, geometry, dtype):
+    x = np.random.default_rng(5).standard_normal(geometry[0]).astype(dtype)
+    col32, x32 = im2col_and_col2im(kernels, "int", x, geometry)
+    col64, x64 = im2col_and_col2im(kernels, "long long", x, geometry)
+    c_type = module.C_TYPES[np.dtype(dtype)]
+    assert kernels.launched == {f"{name}<{c_type}, {index}>" for name in ("im2col", "col2im")
+                                for index in INDEX_TYPES}
+    np.testing.assert_array_equal(col32, col64)
+    np.testing.assert_array_equal(x32, x64)
+    np.testing.assert_array_equal(col32, reference.conv.im2col(x, *geometry[1:]))
+
+
+def test_the_launcher_runs_the_32_bit_kernels_on_ordinary_sizes(kernels):
+    x = np.ones((2, 3, 7, 6), dtype=np.float32)
+    with host.run_on_cpu(kernels):
+        conv.col2im(conv.im2col(x, *GEOMETRIES[0][1:]), x.shape, *GEOMETRIES[0][1:])
+    assert kernels.launched == {"im2col<float, int>", "col2im<float, int>"}
+
+
+BIG = 2**31 - 1  # the largest int
+
+
+@pytest.mark.parametrize("geometry, expected", [
+    (((64, 64, 56, 56), 3, 3, (1, 1), (1, 1), (1, 1)), "int"),        # ResNet's 3x3 convs
+    (((1, 1, 1, BIG), 1, 1, (1, 1), (0, 0), (1, 1)), "int"),          # x and col: 2**31 - 1
+    (((1, 1, 2, 2**30), 1, 1, (1, 1), (0, 0), (1, 1)), "long long"),  # x: 2**31 elements
+    (((1, 1, 1, 2**28), 1, 9, (1, 1), (0, 4), (1, 1)), "long long"),  # col: 9 rows of 2**28
+    (((1, 1, 2, 2), 1, 1, (1, 2**30), (0, 2**30), (1, 1)), "long long"),  # padded: 2**31 + 2
+    (((1, 1, 2, 2), 1, 1, (1, 1), (0, 0), (1, 2**31)), "long long"),  # an argument of 2**31
+], ids=["resnet", "largest-int", "x", "col", "padded-width", "dilation"])
+def test_the_launcher_takes_64_bit_indices_when_a_value_exceeds_an_int(geometry, expected):
+    """No arrays needed: the choice is made from the shapes and the window."""
+    assert conv.index_type(*geometry) == expected

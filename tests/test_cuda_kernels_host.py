@@ -26,7 +26,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cnnlite import backend, cuda, optable, reference
-from cnnlite.cuda import host, module
+from cnnlite.cuda import conv as cuda_conv, host, module
 from cnnlite.optable import implementations
 from cnnlite.reference.dropout import counter_uniforms
 from cnnlite.errors import OpError
@@ -83,6 +83,20 @@ def test_every_registry_kernel_has_a_cuda_launcher_with_the_same_signature():
         ours = list(inspect.signature(KERNELS[name]).parameters)
         theirs = list(inspect.signature(loops).parameters)
         assert ours == theirs, (name, ours, theirs)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_64_bit_index_kernels_equal_the_loops(monkeypatch, dtype):
+    """Every convolution that fits in memory here takes the 32-bit kernels; the 64-bit ones are
+    forced (tests/test_cuda_compile.py checks the choice on shapes too large to allocate)."""
+    monkeypatch.setattr(cuda_conv, "_index_type", lambda geometry: "long long")
+    x = np.random.default_rng(3).standard_normal((2, 3, 5, 6)).astype(dtype)
+    geometry = (3, 2, (2, 1), (1, 1), (1, 2))
+    col = KERNELS["im2col"](x, *geometry)
+    np.testing.assert_array_equal(col, reference_conv.im2col(x, *geometry))
+    np.testing.assert_allclose(KERNELS["col2im"](col, x.shape, *geometry),
+                               reference_conv.col2im(col, x.shape, *geometry),
+                               rtol=1e-6 if dtype == np.float32 else 1e-12)
 
 
 def test_col2im_rejects_a_column_matrix_of_the_wrong_shape():
@@ -318,8 +332,7 @@ def test_in_place_updates_reject_a_state_of_another_dtype():
 def test_the_harness_has_an_entry_point_for_every_kernel(on_cpu):
     for topic in module.KERNEL_SOURCES:
         for expression in module.name_expressions(topic):
-            name, c_type = re.fullmatch(r"(\w+)<(\w+)>", expression).groups()
-            assert on_cpu.function(name, c_type) is not None
+            assert on_cpu.by_expression(expression) is not None
 
 
 def test_block_size_limit_is_the_same_in_python_and_cuda():
@@ -373,6 +386,24 @@ def test_the_harness_reports_the_kind_of_each_parameter(on_cpu):
     kernel = on_cpu.function("cross_entropy_forward", "float")
     assert kernel.parameter_kinds == "pppp" + "iii" + "f"
     assert kernel.parameter_sizes == [8] * 4 + [8] * 3 + [8]
+
+
+def test_a_shared_build_is_reused_only_for_the_same_sources(monkeypatch, tmp_path):
+    """build_once's library name carries a hash of its sources: another checkout, an edited
+    kernel or another compiler never loads a library built from something else."""
+    first = host.fingerprint()
+    assert host.fingerprint() == first
+    copy = tmp_path / "kernels"
+    shutil.copytree(module.kernel_folder(), copy)
+    monkeypatch.setattr(module, "kernel_folder", lambda: copy)
+    assert host.fingerprint() != first  # the generated C++ names the copy's files
+    moved = host.fingerprint()
+    relu = copy / "activation.cu"
+    relu.write_text(relu.read_text().replace("x[t] > 0 ? x[t] : T(0)", "x[t] >= 0 ? x[t] : T(0)"))
+    assert host.fingerprint() != moved
+    edited = host.fingerprint()
+    monkeypatch.setenv("CXX", "clang++")
+    assert host.fingerprint() != edited
 
 
 def test_the_compiler_is_cxx_when_it_is_set(monkeypatch, tmp_path):

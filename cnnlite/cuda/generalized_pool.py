@@ -8,7 +8,8 @@ planes.
 A backward runs three kernels (kernels/generalized_pool.cu says why): per window, the
 coefficients of dy/dx, in double; per input element, gx gathered from its windows; and the
 masks' gradients as block sums over the windows, in ``chunks`` partial sums that are added up
-here. The mask gradients are thus a reduction, not atomic additions into kh*kw numbers.
+here. Gated pooling's maxima get their gradient from max pooling's backward (a gather too).
+No kernel adds with atomicAdd into floats: the gradients have the same bits on every run.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from cnnlite import backend
 from cnnlite.cuda.memory import reports_out_of_memory
 from cnnlite.cuda.module import (MAX_BLOCKS, float_dtype, int64s, kernel_function, launch,
                                  launch_per_row)
+from cnnlite.cuda.pool import max_pool2d_backward
 from cnnlite.reference import contracts
 from cnnlite.reference.generalized_pool import (check_gradient, check_masks,
                                                 check_pool_arguments)
@@ -72,6 +74,8 @@ def gated_max_ave_pool2d_backward(gy, x, gate, argmax, kernel_size, stride):
 
     The first kernel skips and counts the argmax values outside the plane; reading that count
     back waits for the kernel, a synchronisation with the GPU that is the price of the check.
+    The maxima's shares g s go where argmax points, anywhere in the plane, as in max pooling:
+    ``max_pool2d_backward`` puts them into gx, and the second kernel adds the rest.
     """
     kernel = "gated_max_ave_pool2d_backward"
     xp = backend.array_module(gy)
@@ -85,15 +89,16 @@ def gated_max_ave_pool2d_backward(gy, x, gate, argmax, kernel_size, stride):
     gy, x, gate, argmax = (xp.ascontiguousarray(a) for a in (gy, x, gate, argmax))
     geometry = _geometry(x.shape, output_size, kernel_size, stride)
     coefficients = xp.empty((2, gy.size), dtype=np.float64)  # the gate's, the mean's
-    gx = xp.zeros(x.shape, dtype=dtype)
+    maxima = xp.empty(gy.shape, dtype=dtype)
     outside = xp.zeros(1, dtype=np.uint64)
     launch(kernel_function("generalized_pool", "gated_max_ave_window_coefficients", dtype, gy),
-           gy.size, (gy, x, gate, argmax, coefficients, gx, outside, *geometry))
+           gy.size, (gy, x, gate, argmax, coefficients, maxima, outside, *geometry))
     count = int(outside[0])
     if count:
         H, W = x.shape[2:]
         raise contracts.index_out_of_range(kernel, "argmax", argmax.shape, count, H * W,
                                            f"a plane of {H} x {W}")
+    gx = max_pool2d_backward(maxima, argmax, x.shape[2:])
     launch(kernel_function("generalized_pool", kernel, dtype, gy), gx.size,
            (gate, coefficients, gx, *geometry))
     ggate = _mask_gradients(xp, x, coefficients, 1, kernel_size, geometry, dtype)[0]

@@ -2,7 +2,8 @@
 
 Every ``.cu`` file in ``kernels/`` is one topic; its kernels are templates over the element
 type T and are compiled for ``float`` and ``double`` (``name_expressions``), so that a float64
-gradient check runs on the GPU as well. ``cupy.RawModule`` compiles a file with NVRTC the
+gradient check runs on the GPU as well; those of kernels/im2col.cu also for 32- and 64-bit
+index arithmetic (``INDEX_TYPES``). ``cupy.RawModule`` compiles a file with NVRTC the
 first time one of its kernels is asked for; ``compiled_module`` keeps the result for the life
 of the process (and cupy keeps the binary in its on-disk cache for the next one).
 
@@ -31,14 +32,17 @@ KERNEL_SOURCES = {
              "probability_weighted_pool2d_forward", "probability_weighted_window_statistics",
              "probability_weighted_pool2d_backward"],
     "lrn": ["lrn_forward", "lrn_backward"],
-    "batchnorm": ["batch_norm_statistics", "batch_norm_forward", "batch_norm_grad_statistics",
-                  "batch_norm_backward"],
+    "batchnorm": ["batch_norm_partial_statistics", "batch_norm_statistics", "batch_norm_forward",
+                  "batch_norm_partial_sums", "batch_norm_grad_statistics", "batch_norm_backward"],
     "activation": ["relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
                    "elu_forward", "elu_backward", "sigmoid_forward", "sigmoid_backward",
                    "tanh_forward", "tanh_backward"],
     "dropout": ["dropout_forward"],
     "softmax": ["softmax_forward", "log_softmax_forward", "softmax_backward",
-                "log_softmax_backward", "cross_entropy_forward", "cross_entropy_backward"],
+                "log_softmax_backward", "cross_entropy_forward", "cross_entropy_backward",
+                "softmax_forward_strided", "log_softmax_forward_strided",
+                "softmax_backward_strided", "log_softmax_backward_strided",
+                "cross_entropy_forward_strided"],
     "optim": ["sgd_momentum_update", "adam_update"],
     "generalized_pool": ["gated_max_ave_pool2d_forward", "gated_max_ave_window_coefficients",
                          "gated_max_ave_pool2d_backward", "tree_pool2d_forward",
@@ -48,6 +52,11 @@ KERNEL_SOURCES = {
 
 #: The C type each template is instantiated with, per NumPy dtype.
 C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+
+#: The topics whose kernels are templates over the type of their index arithmetic as well,
+#: ``template <typename T, typename Index>``, and the index types each is compiled for: a 32-bit
+#: division takes a few instructions, a 64-bit one a subroutine of about 80 (kernels/im2col.cu).
+INDEX_TYPES = {"im2col": ("int", "long long")}
 
 #: Threads per block: a multiple of the 32-thread warp, and the size of the kernels'
 #: ``__shared__`` arrays (MAX_BLOCK_THREADS in kernels/common.cuh).
@@ -84,9 +93,19 @@ def source(topic: str) -> str:
     return _INCLUDE_LINE.sub(lambda _: common, text)
 
 
+def name_expression(name: str, c_type: str, index_type: str | None = None) -> str:
+    """How a kernel's instantiation is named in C++: ``relu_forward<float>``, or
+    ``im2col<float, int>`` for a kernel that also takes an index type."""
+    template_arguments = c_type if index_type is None else f"{c_type}, {index_type}"
+    return f"{name}<{template_arguments}>"
+
+
 def name_expressions(topic: str) -> list[str]:
-    """``name<float>`` and ``name<double>`` for every kernel of kernels/<topic>.cu."""
-    return [f"{name}<{c_type}>" for name in KERNEL_SOURCES[topic] for c_type in C_TYPES.values()]
+    """Every instantiation of every kernel of kernels/<topic>.cu: ``name<float>`` and
+    ``name<double>``, times the index types of INDEX_TYPES for the topics listed there."""
+    return [name_expression(name, c_type, index_type)
+            for name in KERNEL_SOURCES[topic] for c_type in C_TYPES.values()
+            for index_type in INDEX_TYPES.get(topic, (None,))]
 
 
 @functools.cache
@@ -102,19 +121,20 @@ def _gpu_function(topic: str, expression: str):
     return compiled_module(topic).get_function(expression)
 
 
-def kernel_function(topic: str, name: str, dtype, like):
+def kernel_function(topic: str, name: str, dtype, like, index_type: str | None = None):
     """Kernel ``name<T>`` of kernels/<topic>.cu for arrays of ``dtype`` living where ``like``
     lives: the GPU build for a cupy array, the CPU harness's build for a NumPy array while
-    ``cnnlite.cuda.host.run_on_cpu`` is active. Called as ``f(grid, block, args)``."""
+    ``cnnlite.cuda.host.run_on_cpu`` is active. Called as ``f(grid, block, args)``. The
+    kernels of an INDEX_TYPES topic also take the ``index_type``: ``name<T, index_type>``."""
     c_type = C_TYPES[np.dtype(dtype)]
     if backend.is_cupy_array(like):
-        return _gpu_function(topic, f"{name}<{c_type}>")
+        return _gpu_function(topic, name_expression(name, c_type, index_type))
     host = host_kernels.get()
     if host is None:
         raise backend.DeviceError(
             f"{name}: the CUDA kernels run on cupy arrays, got a {type(like).__name__} "
             f"(cnnlite.cuda.host.run_on_cpu runs them on the CPU, for stepping through)")
-    return host.function(name, c_type)
+    return host.function(name, c_type, index_type)
 
 
 def float_dtype(op: str, *arrays):

@@ -30,12 +30,28 @@ def max_pool2d_forward(x, kernel_size, stride, padding, output_size):
     return y, argmax
 
 
+def _outputs_reaching(lowest, highest, size):
+    """(size, 2) long longs: for each input row r in [0, size), the first and the last output
+    row i with lowest[i] <= r <= highest[i], i.e. whose picks may lie on row r (first > last
+    where none may). lowest, highest: (OH,) NumPy arrays; the same for columns."""
+    rows = np.arange(size)[:, None]
+    reaches = (lowest <= rows) & (rows <= highest)  # (size, OH)
+    outputs = np.arange(len(lowest), dtype=np.int64)
+    return np.stack([np.where(reaches, outputs, len(lowest)).min(axis=1),
+                     np.where(reaches, outputs, -1).max(axis=1)], axis=1)
+
+
 @reports_out_of_memory
 def max_pool2d_backward(gy, argmax, input_size):
-    """gy, argmax: (N, C, OH, OW) -> gx: (N, C, H, W); gx at argmax += gy (atomic adds).
+    """gy, argmax: (N, C, OH, OW) -> gx: (N, C, H, W); gx at argmax += gy.
 
-    The kernel skips and counts the argmax values outside the plane; reading that count back
-    waits for the kernel, a synchronisation with the GPU that is the price of the check.
+    One thread per input element, gathering from the outputs that picked it (kernels/pool.cu
+    says why not atomic adds). Where each thread looks comes from argmax itself, since the
+    windows of the poolings that call this differ: per output row, its smallest and largest
+    pick over all planes and columns (index // W grows with the index, so their rows bound the
+    rows of all its picks); per output column, the smallest and largest column of its picks
+    (a temporary the size of argmax). The first pair also shows any index outside the plane.
+    Reading them back waits for the GPU: the price of the check, as before the gather.
     """
     xp = backend.array_module(gy)
     dtype = float_dtype("max_pool2d_backward", gy)
@@ -44,14 +60,23 @@ def max_pool2d_backward(gy, argmax, input_size):
     argmax = xp.ascontiguousarray(argmax)
     N, C, OH, OW = gy.shape
     H, W = input_size
-    gx = xp.zeros((N, C, H, W), dtype=dtype)
-    outside = xp.zeros(1, dtype=np.uint64)
-    launch(kernel_function("pool", "max_pool2d_backward", dtype, gy), gy.size,
-           (gy, argmax, gx, outside, *int64s(N * C, H, W, OH, OW)))
-    count = int(outside[0])
-    if count:
+    if gy.size == 0:
+        return xp.zeros((N, C, H, W), dtype=dtype)
+    planes = argmax.reshape(N * C, OH, OW)
+    row_picks = backend.to_device(xp.stack([planes.min(axis=(0, 2)), planes.max(axis=(0, 2))]),
+                                  "cpu")
+    if row_picks[0].min() < 0 or row_picks[1].max() >= H * W:
+        count = int(xp.count_nonzero((argmax < 0) | (argmax >= H * W)))
         raise contracts.index_out_of_range("max_pool2d_backward", "argmax", argmax.shape, count,
                                            H * W, f"a plane of {H} x {W}")
+    columns = planes % W
+    column_picks = backend.to_device(
+        xp.stack([columns.min(axis=(0, 1)), columns.max(axis=(0, 1))]), "cpu")
+    rows_reaching = xp.asarray(_outputs_reaching(*(row_picks // W), H))
+    columns_reaching = xp.asarray(_outputs_reaching(*column_picks, W))
+    gx = xp.empty((N, C, H, W), dtype=dtype)
+    launch(kernel_function("pool", "max_pool2d_backward", dtype, gy), gx.size,
+           (gy, argmax, rows_reaching, columns_reaching, gx, *int64s(N * C, H, W, OH, OW)))
     return gx
 
 

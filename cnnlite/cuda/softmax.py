@@ -1,8 +1,11 @@
 """Launchers of kernels/softmax.cu: softmax, log-softmax and cross-entropy along one axis.
 
-The kernels view an array as (outer, K, inner) with the K classes on the middle axis, one
-block per row of K values (see kernels/softmax.cu). The formulas are those of
-``cnnlite.functional.loss``:
+The kernels view an array as (outer, K, inner) with the K classes on the middle axis; a row
+is the K values of one (outer, inner) position. ``_launch_along_rows`` picks the kernel: one
+block per row when a row is contiguous (inner == 1), one thread per row (the ``_strided``
+kernels) when its values lie ``inner`` apart, so that neighbouring threads read neighbouring
+addresses (kernels/softmax.cu says why). Empty inputs launch nothing. The formulas are those
+of ``cnnlite.functional.loss``:
 
 * ``softmax_forward(x, axis) -> y``,
   ``softmax_backward(y, gy, axis) -> gx = y (gy - sum(gy y))``
@@ -35,17 +38,32 @@ def _rows(op, shape, axis):
     return axis, math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
 
 
+def _launch_along_rows(kernel_name, dtype, like, outer, K, inner, arrays, *scalars):
+    """Run ``kernel_name`` of kernels/softmax.cu over the outer*inner rows of K values, with
+    the arguments ``arrays``, rows, K, inner, ``scalars``: the block-per-row kernel for
+    contiguous rows (inner == 1), else its thread-per-row twin ``<kernel_name>_strided``.
+    Nothing is launched for no rows or rows of no values: there is nothing to compute, and
+    cupy gives an empty array a null pointer."""
+    rows = outer * inner
+    if rows == 0 or K == 0:
+        return
+    args = (*arrays, *int64s(rows, K, inner), *scalars)
+    if inner == 1:
+        launch_per_row(kernel_function("softmax", kernel_name, dtype, like), rows, K, args)
+    else:
+        launch(kernel_function("softmax", f"{kernel_name}_strided", dtype, like), rows, args)
+
+
 def _along_rows(op, kernel_name, inputs, axis):
-    """Run a block-per-row kernel of kernels/softmax.cu on ``inputs`` (same shape), returning
-    one new array of that shape."""
+    """Run a softmax kernel of kernels/softmax.cu on ``inputs`` (same shape), returning one
+    new array of that shape."""
     xp = backend.array_module(*inputs)
     dtype = float_dtype(kernel_name, inputs[-1])
     getattr(contracts, kernel_name)(*inputs, axis)
     inputs = [xp.ascontiguousarray(a, dtype=dtype) for a in inputs]
     _, outer, K, inner = _rows(op, inputs[0].shape, axis)
     out = xp.empty(inputs[0].shape, dtype=dtype)
-    launch_per_row(kernel_function("softmax", kernel_name, dtype, inputs[0]), outer * inner, K,
-                   (*inputs, out, *int64s(outer * inner, K, inner)))
+    _launch_along_rows(kernel_name, dtype, inputs[0], outer, K, inner, (*inputs, out))
     return out
 
 
@@ -94,16 +112,16 @@ def cross_entropy_forward(logits, target, label_smoothing=0.0):
     target = xp.ascontiguousarray(target, dtype=np.int64).reshape(target.shape)
     log_probs = xp.empty(logits.shape, dtype=dtype)
     loss = xp.empty(target.shape, dtype=dtype)
-    launch_per_row(kernel_function("softmax", "cross_entropy_forward", dtype, logits),
-                   N * inner, K, (logits, target, log_probs, loss, *int64s(N * inner, K, inner),
-                                  np.float64(label_smoothing)))
+    _launch_along_rows("cross_entropy_forward", dtype, logits, N, K, inner,
+                       (logits, target, log_probs, loss), np.float64(label_smoothing))
     return loss, log_probs
 
 
 @reports_out_of_memory
 def cross_entropy_backward(log_probs, target, gloss, label_smoothing=0.0):
     """glogits = (softmax - q) * gloss, q the smoothed one-hot target; gloss broadcasts to
-    target's shape. One thread per element of the logits."""
+    target's shape. One thread per element of the logits, whatever the class axis (no
+    reduction: neighbouring threads take neighbouring elements); none for an empty input."""
     xp = backend.array_module(log_probs)
     dtype = float_dtype("cross_entropy_backward", log_probs)
     contracts.cross_entropy_backward(log_probs, target, gloss, label_smoothing)
