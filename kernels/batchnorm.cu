@@ -48,6 +48,9 @@
 // accumulation adds little to float32's own rounding. With every channel's first value at 101
 // (50 and 15 std away), var 5.9e-8 and 3.7e-7. tests/test_cuda_batchnorm_host.py bounds the
 // error (with the harness's 32 threads, each accumulating 8 times as many values).
+// Two limits of float accumulation, left as they are: a channel holding +inf gets mean NaN
+// (Welford's next step computes inf - inf; the CPU kernel gives inf; the variance is NaN in
+// both), and a thread's float M2 overflows where the variance passes ~1e36.
 #include "common.cuh"
 
 // The moments of some values: their count, mean and sum of squared deviations M2 =

@@ -12,12 +12,12 @@
 //   products of sizes overflow a 32-bit int long before the arrays themselves do. (im2col.cu's
 //   kernels, whose time goes into index divisions, also come with int indices, which their
 //   launcher picks when every index of the call fits.)
-// * Long sums are split so that no thread adds up more than a few hundred values, and each
-//   thread sums in the kernel's own type T (float is 1/64 of double's speed on GeForce and
-//   L4/L40 GPUs): batchnorm.cu by chunks and Welford's update, softmax.cu by Kahan's
-//   compensation where one thread takes a whole row. The few values per thread are then
-//   combined in double (block_sum, block_max below). Each file states the error it measured
-//   against float64.
+// * Each thread sums in the kernel's own type T (float is 1/64 of double's speed on GeForce
+//   and L4/L40 GPUs), kept accurate by how the sums are split: batchnorm.cu gives each thread
+//   at most 256 values and uses Welford's update, softmax.cu's block kernels share a row among
+//   a block's threads and its _strided ones use Kahan's compensation where one thread takes a
+//   whole row. The threads' results are then combined in double (block_sum, block_max below).
+//   Each file states the error it measured against float64.
 // * Arrays are C-contiguous; the launchers make sure of it.
 // * No #include: NVRTC (which cupy compiles with) has no standard headers. cnnlite/cuda pastes
 //   this file in place of the `#include "common.cuh"` line before compiling a .cu file.

@@ -8,7 +8,8 @@
 // Subtracting the row's maximum m before exponentiating changes nothing (e^-m cancels) and
 // keeps every e^x finite:  log softmax(x)_k = (x_k - m) - log(sum_j e^(x_j - m)).
 //
-// Two ways to share out the rows; the launchers (cnnlite/cuda/softmax.py) pick one by `inner`:
+// Two ways to share out the rows; the launchers (cnnlite/cuda/softmax.py, one_thread_per_row)
+// pick one by `inner` and the number of rows:
 //
 // * inner = 1 (the classes are the last axis): a row's K values are contiguous. One BLOCK per
 //   row: its threads stride over k, so neighbouring threads read neighbouring values, and
@@ -21,8 +22,9 @@
 //   4 or 8 bytes. So the `_strided` kernels give each row to one THREAD, which walks k = 0 ..
 //   K-1 alone: at every step neighbouring threads (rows r, r+1: positions i, i+1) read
 //   neighbouring addresses, and every byte fetched is used. That suits many rows of few
-//   classes, as in segmentation (N*H*W rows of 20 to 150 classes); a handful of long rows
-//   along an earlier axis would leave most of the GPU idle with either kernel.
+//   classes, as in segmentation (N*H*W rows of 20 to 150 classes). Fewer rows than classes
+//   go to the block-per-row kernels after all: a handful of threads each walking a long row
+//   alone would be slower than whole blocks reading strided values.
 // The cross-entropy backward has no reduction: one thread per element whatever the axis, and
 // neighbouring threads take neighbouring elements.
 //
@@ -37,7 +39,7 @@
 // harness, where tests/test_cuda_softmax_host.py holds it to 3 times these):
 //                                        K = 10      1000     30000
 //   float accumulation (either kernel)   1.0e-6    1.9e-6    2.3e-6
-//   double accumulation (before)         0.5e-6    1.0e-6    1.0e-6
+//   double accumulation                  0.5e-6    1.0e-6    1.0e-6
 //   _strided with a plain float sum      0.9e-6    3.2e-6    4.0e-5
 // Float accumulation costs one rounding of log y (down to -30 in these rows: 1.9e-6 in
 // float) where double accumulation rounded to half of one; e^(log y) turns that absolute
@@ -51,6 +53,18 @@
 // Where row r's first value is; its k-th value is at row_start(...) + k*inner.
 __device__ __forceinline__ long long row_start(long long r, long long K, long long inner) {
     return (r / inner) * K * inner + r % inner;
+}
+
+// The cross-entropy of one row from its log-probabilities: -(1 - eps) log p_target
+// - eps/K sum_k log p_k. Without smoothing (eps = 0) the second term is left out, not
+// multiplied by 0: a row with a logit of -inf has sum_k log p_k = -inf, and 0 * -inf is NaN
+// (the CPU kernels leave it out too).
+template <typename T>
+__device__ __forceinline__ T row_loss(T log_p_target, double sum_log_p, double label_smoothing,
+                                      long long K) {
+    double loss = -(1 - label_smoothing) * log_p_target;
+    if (label_smoothing != 0) loss -= label_smoothing / K * sum_log_p;
+    return T(loss);
 }
 
 // --- one block per row (inner = 1) ------------------------------------------------------------
@@ -166,7 +180,7 @@ __global__ void cross_entropy_forward(const T* logits, const long long* target, 
         const double sum_log_p = block_sum(local_sum);
         if (threadIdx.x == 0) {
             const T log_p_target = logits[start + target[r] * inner] - m - log_sum;
-            loss[r] = T(-(1 - label_smoothing) * log_p_target - label_smoothing / K * sum_log_p);
+            loss[r] = row_loss(log_p_target, sum_log_p, label_smoothing, K);
         }
     }
 }
@@ -186,7 +200,9 @@ struct CompensatedSum {
     __device__ void add(T value) {
         const T corrected = value - lost;
         const T next = sum + corrected;
-        lost = (next - sum) - corrected;
+        // Once the sum is infinite (a log-probability of -inf) there is nothing to compensate,
+        // and (next - sum) would be inf - inf = NaN; next - next is 0 for finite values only.
+        lost = next - next == 0 ? (next - sum) - corrected : T(0);
         sum = next;
     }
 };
@@ -298,8 +314,7 @@ __global__ void cross_entropy_forward_strided(const T* logits, const long long* 
             sum_log_p.add(log_p);
         }
         const T log_p_target = logits[start + target[r] * inner] - m - log_sum;
-        loss[r] = T(-(1 - label_smoothing) * log_p_target -
-                    label_smoothing / K * sum_log_p.sum);
+        loss[r] = row_loss(log_p_target, double(sum_log_p.sum), label_smoothing, K);
     }
 }
 

@@ -4,7 +4,7 @@ float kernel is, and empty inputs.
 
 A launcher (cnnlite/cuda/softmax.py) runs the block-per-row kernels when a row's K classes are
 contiguous (inner == 1) and the thread-per-row ``_strided`` kernels when they lie ``inner``
-apart; both equal the numba kernels (``cnnlite.cpu``). The float kernels accumulate in float:
+apart in at least as many rows as classes; both equal the numba kernels (``cnnlite.cpu``). The float kernels accumulate in float:
 their error against float64 is held to 3 times what was measured (and kernels/softmax.cu
 quotes). An empty input launches nothing and gives an empty result, and no softmax kernel
 reads a value of an empty row (the harness passes an empty array as a null pointer, as cupy
@@ -20,6 +20,7 @@ import pytest
 
 from cnnlite import cpu, cuda
 from cnnlite.cuda import host
+from cnnlite.cuda import softmax as cuda_softmax
 
 DTYPES = [np.float32, np.float64]
 both_dtypes = pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
@@ -41,10 +42,12 @@ def tolerance(dtype):
 
 
 def kernel_for(name, shape, axis, dtype):
-    """The kernel a launcher should pick: ``name<T>`` for rows of contiguous classes,
-    ``name_strided<T>`` for classes ``inner`` apart."""
-    inner = math.prod(shape[axis % len(shape) + 1:])
-    return f"{name}{'_strided' if inner > 1 else ''}<{C_TYPES[dtype]}>"
+    """The kernel a launcher should pick: ``name_strided<T>`` for classes ``inner`` apart in
+    at least as many rows as classes, else ``name<T>`` (one block per row)."""
+    axis %= len(shape)
+    inner, K = math.prod(shape[axis + 1:]), shape[axis]
+    strided = inner > 1 and math.prod(shape) // K >= K
+    return f"{name}{'_strided' if strided else ''}<{C_TYPES[dtype]}>"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -56,7 +59,8 @@ SHAPES_AND_AXES = [
     ((5, 7), 0),        # axis 0: the rows' values lie 7 apart
     ((3, 4, 5), 1),     # a middle axis
     ((4, 3, 2), 0),
-    ((2, 70, 3), 1),    # more classes than the harness's 32 threads
+    ((2, 70, 3), 1),    # more classes than the harness's 32 threads, and than rows: blocks
+    ((2, 7, 9), 1),     # more rows (18) than classes: one thread per row
     ((6, 1, 4), 1),     # one class
     ((2, 5, 7, 8), 1),  # segmentation logits: 112 rows, more than the 96 threads of the grid
 ]
@@ -111,6 +115,21 @@ def test_cross_entropy_kernels_equal_numba(kernels, shape, label_smoothing, dtyp
         np.testing.assert_allclose(got, expected, **tolerance(dtype))
 
 
+@both_dtypes
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("shape", [(4, 7), (3, 5, 4)], ids=["block", "strided"])
+def test_a_logit_of_minus_infinity_gives_the_numba_loss(kernels, shape, label_smoothing, dtype):
+    """A class with logit -inf has log p = -inf: without smoothing the loss ignores it (0 *
+    -inf would be NaN), with smoothing it is +inf; a compensated sum must not turn it NaN."""
+    logits = np.random.default_rng(1).standard_normal(shape).astype(dtype)
+    logits[:, 2] = -np.inf
+    target = np.zeros(shape[:1] + shape[2:], dtype=np.int64)
+    loss, _ = cuda.KERNELS["cross_entropy_forward"](logits, target, label_smoothing)
+    expected, _ = cpu.KERNELS["cross_entropy_forward"](logits, target, label_smoothing)
+    assert np.isfinite(expected).all() == (label_smoothing == 0)
+    np.testing.assert_allclose(loss, expected, **tolerance(dtype))
+
+
 # ---------------------------------------------------------------------------------------------
 # Precision: the kernels accumulate in their own type.
 
@@ -134,7 +153,11 @@ def exact_log_softmax(x, axis):
 @both_dtypes
 @pytest.mark.parametrize("classes_last", [True, False], ids=["block", "strided"])
 @pytest.mark.parametrize("K", [10, 1000, 30000])
-def test_softmax_error_is_within_three_times_the_measured_one(kernels, K, classes_last, dtype):
+def test_softmax_error_is_within_three_times_the_measured_one(kernels, K, classes_last, dtype,
+                                                              monkeypatch):
+    # 32 rows of up to 30000 classes would go to one block per row: the strided kernels' sum
+    # is the one to measure here.
+    monkeypatch.setattr(cuda_softmax, "one_thread_per_row", lambda rows, K, inner: inner > 1)
     rng = np.random.default_rng(K)
     shape, axis = ((8, K), 1) if classes_last else ((1, K, 32), 1)
     x = (rng.standard_normal(shape) * 3).astype(dtype)
@@ -143,7 +166,8 @@ def test_softmax_error_is_within_three_times_the_measured_one(kernels, K, classe
     y = cuda.KERNELS["softmax_forward"](x, axis)
     assert np.max(np.abs(y - np.exp(exact)) / np.exp(exact)) <= bound
     assert np.max(np.abs(cuda.KERNELS["log_softmax_forward"](x, axis) - exact)) <= bound
-    assert kernels.launched == {kernel_for(name, shape, axis, dtype)
+    kind = "" if classes_last else "_strided"
+    assert kernels.launched == {f"{name}{kind}<{C_TYPES[dtype]}>"
                                 for name in ("softmax_forward", "log_softmax_forward")}
 
 

@@ -54,7 +54,7 @@ def _index_type(geometry) -> str:
     return "int" if largest <= INT32_MAX else "long long"
 
 
-def _launch(kernel_name, source, target, work_items, geometry):
+def _launch_im2col(kernel_name, source, target, work_items, geometry):
     """Run im2col or col2im from ``source`` into ``target`` with the index type of the call."""
     index = _index_type(geometry)
     kernel = kernel_function("im2col", kernel_name, source.dtype, source, index)
@@ -71,7 +71,7 @@ def im2col(x, kh, kw, stride, padding, dilation):
     geometry = _geometry(x.shape, kh, kw, stride, padding, dilation)
     N, C, *_, OH, OW = geometry
     col = xp.empty((C * kh * kw, N * OH * OW), dtype=dtype)
-    _launch("im2col", x, col, col.size, geometry)
+    _launch_im2col("im2col", x, col, col.size, geometry)
     return col
 
 
@@ -84,7 +84,8 @@ def col2im(col, x_shape, kh, kw, stride, padding, dilation):
     contracts.col2im(col, x_shape, kh, kw, stride, padding, dilation)
     col = xp.ascontiguousarray(col)
     x = xp.empty(tuple(x_shape), dtype=dtype)  # every pixel is written, so no zeros needed
-    _launch("col2im", col, x, x.size, _geometry(x_shape, kh, kw, stride, padding, dilation))
+    geometry = _geometry(x_shape, kh, kw, stride, padding, dilation)
+    _launch_im2col("col2im", col, x, x.size, geometry)
     return x
 
 

@@ -34,11 +34,14 @@ def _outputs_reaching(lowest, highest, size):
     """(size, 2) long longs: for each input row r in [0, size), the first and the last output
     row i with lowest[i] <= r <= highest[i], i.e. whose picks may lie on row r (first > last
     where none may). lowest, highest: (OH,) NumPy arrays; the same for columns."""
-    rows = np.arange(size)[:, None]
-    reaches = (lowest <= rows) & (rows <= highest)  # (size, OH)
-    outputs = np.arange(len(lowest), dtype=np.int64)
-    return np.stack([np.where(reaches, outputs, len(lowest)).min(axis=1),
-                     np.where(reaches, outputs, -1).max(axis=1)], axis=1)
+    count = len(lowest)
+    first = np.full(size, count, dtype=np.int64)
+    last = np.full(size, -1, dtype=np.int64)
+    for i in range(count):  # in order, so that last ends with the last output reaching a row
+        span = slice(lowest[i], highest[i] + 1)
+        first[span] = np.minimum(first[span], i)
+        last[span] = i
+    return np.stack([first, last], axis=1)
 
 
 @reports_out_of_memory
@@ -51,7 +54,10 @@ def max_pool2d_backward(gy, argmax, input_size):
     pick over all planes and columns (index // W grows with the index, so their rows bound the
     rows of all its picks); per output column, the smallest and largest column of its picks
     (a temporary the size of argmax). The first pair also shows any index outside the plane.
-    Reading them back waits for the GPU: the price of the check, as before the gather.
+    Reading them back waits for the GPU: the price of that check. For max pooling the ranges
+    are the windows' own; picks spread over whole planes (which adaptive and generalized
+    poolings may make) widen them up to the whole output: still right, but then every thread
+    scans up to OH*OW outputs.
     """
     xp = backend.array_module(gy)
     dtype = float_dtype("max_pool2d_backward", gy)

@@ -38,20 +38,29 @@ def _rows(op, shape, axis):
     return axis, math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
 
 
+def one_thread_per_row(rows, K, inner) -> bool:
+    """True when the thread-per-row ``_strided`` kernels should run: the rows' values lie
+    ``inner`` apart (so neighbouring threads read neighbouring addresses only if each takes a
+    row), and there are at least as many rows as values in a row. Few long rows ((1, 10**6, 2)
+    along axis 1: 2 threads walking 10**6 values each) go to one block per row, whose reads
+    are strided but whose threads share the row."""
+    return inner > 1 and rows >= K
+
+
 def _launch_along_rows(kernel_name, dtype, like, outer, K, inner, arrays, *scalars):
     """Run ``kernel_name`` of kernels/softmax.cu over the outer*inner rows of K values, with
-    the arguments ``arrays``, rows, K, inner, ``scalars``: the block-per-row kernel for
-    contiguous rows (inner == 1), else its thread-per-row twin ``<kernel_name>_strided``.
+    the arguments ``arrays``, rows, K, inner, ``scalars``: its thread-per-row twin
+    ``<kernel_name>_strided`` where ``one_thread_per_row``, else the block-per-row kernel.
     Nothing is launched for no rows or rows of no values: there is nothing to compute, and
     cupy gives an empty array a null pointer."""
     rows = outer * inner
     if rows == 0 or K == 0:
         return
     args = (*arrays, *int64s(rows, K, inner), *scalars)
-    if inner == 1:
-        launch_per_row(kernel_function("softmax", kernel_name, dtype, like), rows, K, args)
-    else:
+    if one_thread_per_row(rows, K, inner):
         launch(kernel_function("softmax", f"{kernel_name}_strided", dtype, like), rows, args)
+    else:
+        launch_per_row(kernel_function("softmax", kernel_name, dtype, like), rows, K, args)
 
 
 def _along_rows(op, kernel_name, inputs, axis):
