@@ -10,10 +10,6 @@ null pointer for every empty array and refuses an empty grid), so a crash here i
 there. The launcher calls run in forked child processes, so that a crash fails its own case
 and hides none of the others.
 """
-import os
-import pickle
-import resource
-import signal
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -21,6 +17,7 @@ import pytest
 
 from cnnlite import cpu, cuda
 from cnnlite.cuda import host
+from helpers import run_forked
 
 DTYPES = [np.float32, np.float64]
 
@@ -151,43 +148,6 @@ def outcome_of(launcher, arguments):
                                                    if isinstance(a, np.ndarray)])
     except Exception as error:
         return "raised", f"{type(error).__name__}: {error}"
-
-
-def run_forked(calls: dict) -> dict:
-    """{key: the outcome of calls[key]()}, each call (a function of no argument) in a forked
-    child process, and all of them in one child as long as none crashes: forking a process
-    that has torch loaded takes tens of milliseconds. A call's outcome is ("returned", value),
-    ("raised", "ErrorType: message") or ("crashed", what ended its child); the next child
-    takes up the calls after a crash, so that one crash hides none of them."""
-    outcomes, pending = {}, list(calls)
-    while pending:
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: never returns into pytest
-            try:
-                os.close(read)
-                resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash writes no core file
-                with os.fdopen(write, "wb") as pipe:
-                    for key in pending:
-                        pickle.dump((key, calls[key]()), pipe)
-                        pipe.flush()  # what a crash of the next call cannot take back
-            finally:
-                os._exit(0)
-        os.close(write)
-        with os.fdopen(read, "rb") as pipe:
-            while True:
-                try:
-                    key, outcome = pickle.load(pipe)
-                except EOFError:
-                    break
-                outcomes[key] = outcome
-        _, status = os.waitpid(pid, 0)
-        pending = [key for key in pending if key not in outcomes]
-        if pending:  # the child ended in the first call that has no outcome
-            ended = (signal.Signals(os.WTERMSIG(status)).name if os.WIFSIGNALED(status)
-                     else f"exit status {os.waitstatus_to_exitcode(status)}")
-            outcomes[pending.pop(0)] = ("crashed", ended)
-    return outcomes
 
 
 def assert_same_values(got, expected, where="result"):

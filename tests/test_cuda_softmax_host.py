@@ -4,16 +4,13 @@ float kernel is, and empty inputs.
 
 A launcher (cnnlite/cuda/softmax.py) runs the block-per-row kernels when a row's K classes are
 contiguous (inner == 1) and the thread-per-row ``_strided`` kernels when they lie ``inner``
-apart in at least as many rows as classes; both equal the numba kernels (``cnnlite.cpu``). The float kernels accumulate in float:
-their error against float64 is held to 3 times what was measured (and kernels/softmax.cu
-quotes). An empty input launches nothing and gives an empty result, and no softmax kernel
-reads a value of an empty row (the harness passes an empty array as a null pointer, as cupy
-does: a read there crashes).
+apart in at least as many rows as classes; both equal the numba kernels (``cnnlite.cpu``). The
+float kernels accumulate in float: their error against float64 is held to 3 times what was
+measured (and kernels/softmax.cu quotes). An empty input launches nothing and gives an empty
+result, and no softmax kernel reads a value of an empty row (the harness passes an empty array
+as a null pointer, as cupy does: a read there crashes).
 """
 import math
-import os
-import resource
-import signal
 
 import numpy as np
 import pytest
@@ -21,6 +18,7 @@ import pytest
 from cnnlite import cpu, cuda
 from cnnlite.cuda import host
 from cnnlite.cuda import softmax as cuda_softmax
+from helpers import run_forked
 
 DTYPES = [np.float32, np.float64]
 both_dtypes = pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
@@ -213,24 +211,6 @@ def test_an_empty_input_launches_nothing_and_gives_empty_results(kernels, name, 
     assert not kernels.launched
 
 
-def ending_in_a_child(function) -> str:
-    """How a forked child running ``function()`` ended: "returned", "raised", or the name of
-    the signal that killed it (a crash there fails one test, not the whole session)."""
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        code = 1
-        try:
-            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash writes no core file
-            function()
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status):
-        return signal.Signals(os.WTERMSIG(status)).name
-    return "returned" if os.WEXITSTATUS(status) == 0 else "raised"
-
-
 @both_dtypes
 @pytest.mark.parametrize("inner", [1, 3], ids=["block", "strided"])
 @pytest.mark.parametrize("op", SOFTMAX_OPS)
@@ -241,5 +221,6 @@ def test_a_softmax_kernel_reads_no_value_of_an_empty_row(kernels, op, inner, dty
     kernel = kernels.function(name, C_TYPES[dtype])
     arrays = [np.zeros(0, dtype=dtype)] * (2 if op.endswith("_forward") else 3)
     rows_of_no_classes = (*arrays, np.int64(3), np.int64(0), np.int64(inner))
-    assert ending_in_a_child(lambda: kernel((1,), (32,), rows_of_no_classes)) == "returned"
+    outcome = run_forked({op: lambda: ("returned", kernel((1,), (32,), rows_of_no_classes))})[op]
+    assert outcome[0] == "returned", outcome
 
