@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cnnlite import cuda
+from cnnlite import cuda, reference
 from cnnlite.cpu import norm as cpu_norm
 from cnnlite.cuda import host
 from cnnlite.cuda import norm as launchers
@@ -92,9 +92,11 @@ CASES = [
 
 
 @both_dtypes
+@pytest.mark.parametrize("family", ["numba", "loops"])
 @pytest.mark.parametrize("shape, min_block_values, plan", CASES,
                          ids=[f"{'x'.join(map(str, c[0]))}" for c in CASES])
-def test_reductions_equal_the_cpu_kernels(monkeypatch, shape, min_block_values, plan, dtype):
+def test_reductions_equal_the_cpu_kernels_and_the_loops(monkeypatch, shape, min_block_values,
+                                                        plan, family, dtype):
     if min_block_values is not None:
         monkeypatch.setattr(launchers, "MIN_BLOCK_VALUES", min_block_values)
     assert launchers.reduction_plan(shape)[:3] == plan
@@ -102,7 +104,8 @@ def test_reductions_equal_the_cpu_kernels(monkeypatch, shape, min_block_values, 
     mean, var = cpu_norm.batch_norm_statistics(x)
     inv_std = (1 / np.sqrt(var + EPS)).astype(dtype)
     got = reductions(cuda.KERNELS, x, gy, mean, inv_std)
-    expected = reductions(cpu_norm.KERNELS, x, gy, mean, inv_std)
+    expected = reductions({"numba": cpu_norm.KERNELS, "loops": reference.KERNELS}[family],
+                          x, gy, mean, inv_std)
     # float32: the kernels accumulate in float, the CPU kernels in double (measured: up to
     # 1.2e-7 of the scale; float64: 1.1e-14).
     bound = 5e-7 if dtype == np.float32 else 1e-13

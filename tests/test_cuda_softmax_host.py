@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pytest
 
-from cnnlite import cpu, cuda
+from cnnlite import cpu, cuda, reference
 from cnnlite.cuda import host
 from cnnlite.cuda import softmax as cuda_softmax
 from helpers import run_forked
@@ -78,14 +78,17 @@ def softmax_arguments(op, shape, axis, dtype):
 
 
 @both_dtypes
+@pytest.mark.parametrize("family", ["numba", "loops"])
 @pytest.mark.parametrize("shape, axis", SHAPES_AND_AXES)
 @pytest.mark.parametrize("op", SOFTMAX_OPS)
-def test_softmax_kernels_equal_numba_along_any_axis(kernels, op, shape, axis, dtype):
+def test_softmax_kernels_equal_numba_and_the_loops_along_any_axis(kernels, op, shape, axis,
+                                                                  family, dtype):
     arguments = softmax_arguments(op, shape, axis, dtype)
     got = cuda.KERNELS[op](*arguments)
     assert kernels.launched == {kernel_for(op, shape, axis, dtype)}
     assert got.dtype == dtype
-    np.testing.assert_allclose(got, cpu.KERNELS[op](*arguments), **tolerance(dtype))
+    expected = {"numba": cpu.KERNELS, "loops": reference.KERNELS}[family][op](*arguments)
+    np.testing.assert_allclose(got, expected, **tolerance(dtype))
 
 
 @both_dtypes
