@@ -25,9 +25,26 @@ def rng():
 
 
 @pytest.fixture(scope="session")
-def harness(tmp_path_factory):
-    """The CUDA kernels built for the CPU (``cnnlite.cuda.host``), one build for the session."""
+def harness_library(tmp_path_factory):
+    """The path of the CUDA kernels built for the CPU (``cnnlite.cuda.host``), one build for the
+    session; the test is skipped where there is no compiler to build it."""
     compiler = host.compile_command()[0]
     if shutil.which(compiler) is None:
-        pytest.skip(f"no {compiler} on the PATH to build the CUDA-on-CPU harness")
-    return host.HostKernels(host.build_once(tmp_path_factory.getbasetemp() / "cuda_on_cpu"))
+        pytest.skip(f"no {compiler} on the PATH to build the CUDA-on-CPU harness (set $CXX to "
+                    f"another C++20 compiler)")
+    return host.build_once(tmp_path_factory.getbasetemp() / "cuda_on_cpu")
+
+
+@pytest.fixture(scope="session")
+def harness(harness_library):
+    """The CUDA kernels built for the CPU, loaded once for the session."""
+    return host.HostKernels(harness_library)
+
+
+@pytest.fixture
+def on_harness(harness_library):
+    """Inside the test the launchers of ``cnnlite.cuda`` run on the CPU harness: 3 blocks of 32
+    threads (the grid-stride loops go round several times on any input), and ``.launched``
+    records this test's launches alone."""
+    with host.run_on_cpu(host.HostKernels(harness_library)) as kernels:
+        yield kernels

@@ -9,7 +9,6 @@ The harness runs 3 blocks of 32 threads, but how a channel is cut into pieces is
 launcher's choice (``reduction_plan``), made for a GPU: every case below says which plan it
 exercises, and checks that the launcher makes it.
 """
-import shutil
 
 import numpy as np
 import pytest
@@ -21,27 +20,11 @@ from cnnlite.cpu import norm as cpu_norm
 from cnnlite.cuda import host
 from cnnlite.cuda import norm as launchers
 
-COMPILER = host.compile_command()[0]
-pytestmark = pytest.mark.skipif(shutil.which(COMPILER) is None,
-                                reason=f"no {COMPILER} on the PATH to build the CUDA-on-CPU "
-                                       f"harness (set $CXX to another C++20 compiler)")
+pytestmark = pytest.mark.usefixtures("on_harness")
 
 DTYPES = [np.float32, np.float64]
 both_dtypes = pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 EPS = 1e-5
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory):
-    """The harness library, the same build as conftest's ``harness`` fixture."""
-    return host.build_once(tmp_path_factory.getbasetemp() / "cuda_on_cpu")
-
-
-@pytest.fixture(autouse=True)
-def on_cpu(library):
-    """3 blocks of 32 threads: the grid-stride loops go round several times on any input."""
-    with host.run_on_cpu(host.HostKernels(library)) as kernels:
-        yield kernels
 
 
 def batch(rng, shape, dtype):
@@ -153,7 +136,7 @@ def launcher_arguments(name, x):
                          ids=["no_samples", "no_channels", "no_positions"])
 @pytest.mark.parametrize("name", ["batch_norm_statistics", "batch_norm_forward",
                                   "batch_norm_grad_statistics", "batch_norm_backward"])
-def test_empty_inputs_give_what_the_cpu_gives_without_a_launch(on_cpu, name, shape, dtype):
+def test_empty_inputs_give_what_the_cpu_gives_without_a_launch(on_harness, name, shape, dtype):
     """NaN statistics for no values, zero sums (times inv_std) for the gradient's, empty arrays
     for no elements or no channels. The harness passes an empty array as a null pointer, as
     cupy does: a kernel that read one would crash here as on a GPU; none is even launched."""
@@ -165,14 +148,15 @@ def test_empty_inputs_give_what_the_cpu_gives_without_a_launch(on_cpu, name, sha
     for g, e in zip(got, expected, strict=True):
         assert g.shape == e.shape and g.dtype == e.dtype, (g.shape, g.dtype, e.shape, e.dtype)
         np.testing.assert_array_equal(g, e)
-    assert not on_cpu.launched
+    assert not on_harness.launched
 
 
 # --- determinism ---------------------------------------------------------------------------
 
 @both_dtypes
 @pytest.mark.parametrize("shape", [(2, 3, 8192), (16384, 3, 1)], ids=["long_rows", "columns"])
-def test_the_same_input_gives_the_same_bits_on_every_run_and_grid(library, shape, dtype):
+def test_the_same_input_gives_the_same_bits_on_every_run_and_grid(harness_library, shape,
+                                                                  dtype):
     """Each piece is reduced by one block in a fixed order and the pieces are combined in a
     fixed order, whichever block takes which piece: runs and grids of 1, 3 and 5 blocks agree
     to the bit."""
@@ -182,7 +166,7 @@ def test_the_same_input_gives_the_same_bits_on_every_run_and_grid(library, shape
     inv_std = (1 / np.sqrt(var + EPS)).astype(dtype)
     runs = []
     for blocks in (1, 3, 3, 5):
-        with host.run_on_cpu(host.HostKernels(library, max_blocks=blocks)):
+        with host.run_on_cpu(host.HostKernels(harness_library, max_blocks=blocks)):
             runs.append(np.concatenate(reductions(cuda.KERNELS, x, gy, mean, inv_std)))
     for run in runs[1:]:
         assert run.tobytes() == runs[0].tobytes()

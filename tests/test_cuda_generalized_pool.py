@@ -5,7 +5,6 @@ float32 and float64; for the masks' gradients summed over several blocks and any
 for ties and NaNs in a window; for an argmax anywhere in its plane; and the launchers refuse an
 argmax outside it.
 """
-import shutil
 
 import numpy as np
 import pytest
@@ -20,26 +19,10 @@ from cnnlite.functional.pool import pool_output_size
 from cnnlite.reference import generalized_pool as loops
 from helpers import assert_same_outputs
 
-COMPILER = host.compile_command()[0]
-pytestmark = pytest.mark.skipif(shutil.which(COMPILER) is None,
-                                reason=f"no {COMPILER} on the PATH to build the CUDA-on-CPU "
-                                       f"harness (set $CXX to another C++20 compiler)")
+pytestmark = pytest.mark.usefixtures("on_harness")
 
 both_dtypes = pytest.mark.parametrize("dtype", [np.float32, np.float64],
                                       ids=["float32", "float64"])
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory):
-    """The harness library, the same build as conftest's ``harness`` fixture."""
-    return host.build_once(tmp_path_factory.getbasetemp() / "cuda_on_cpu")
-
-
-@pytest.fixture(autouse=True)
-def on_cpu(library):
-    """3 blocks of 32 threads: the grid-stride loops go round several times on any input."""
-    with host.run_on_cpu(host.HostKernels(library)) as kernels:
-        yield kernels
 
 
 def tolerance(dtype):
@@ -129,13 +112,14 @@ def test_mask_gradients_add_up_the_partial_sums_of_every_block(monkeypatch, wind
 
 
 @pytest.mark.parametrize("blocks, threads", [(1, 1), (2, 7), (5, 64)])
-def test_results_do_not_depend_on_the_launch_shape(library, monkeypatch, blocks, threads):
+def test_results_do_not_depend_on_the_launch_shape(harness_library, monkeypatch, blocks,
+                                                   threads):
     monkeypatch.setattr(launchers, "WINDOWS_PER_BLOCK", 4)
     rng = np.random.default_rng(blocks)
     x = rng.standard_normal((2, 2, 6, 7))
     masks = [rng.standard_normal((2, 3)) for _ in range(3)]
     gy = rng.standard_normal((2, 2, 3, 3))
-    with host.run_on_cpu(host.HostKernels(library, blocks, threads)):
+    with host.run_on_cpu(host.HostKernels(harness_library, blocks, threads)):
         ours, theirs = tree(x, masks, (2, 3), (2, 2), (3, 3), gy)
         assert_same(ours, theirs, np.float64)
         ours, theirs = gated(x, masks[2], (2, 3), (2, 2), (3, 3), gy)

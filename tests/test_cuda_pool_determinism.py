@@ -11,7 +11,6 @@ And no kernel of kernels/*.cu adds into a floating-point address with atomicAdd:
 whatever order the threads come, and on a double it does not compile before sm_60.
 """
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -19,12 +18,6 @@ import pytest
 from cnnlite import cpu, cuda, reference
 from cnnlite.cuda import host, module
 from cnnlite.functional.pool import pool_window
-
-COMPILER = host.compile_command()[0]
-needs_the_harness = pytest.mark.skipif(shutil.which(COMPILER) is None,
-                                       reason=f"no {COMPILER} on the PATH to build the "
-                                              f"CUDA-on-CPU harness (set $CXX to another C++20 "
-                                              f"compiler)")
 
 both_dtypes = pytest.mark.parametrize("dtype", [np.float32, np.float64],
                                       ids=["float32", "float64"])
@@ -35,22 +28,9 @@ LAUNCH_SHAPES = [(1, 1), (2, 7), (3, 32), (1, 256)]
 SHAPE = (2, 3, 9, 11)  # not square, so that rows and columns cannot be mixed up unnoticed
 
 
-@pytest.fixture(scope="module")
-def library(tmp_path_factory):
-    """The harness library, the same build as conftest's ``harness`` fixture."""
-    return host.build_once(tmp_path_factory.getbasetemp() / "cuda_on_cpu")
-
-
-@pytest.fixture
-def on_cpu(library):
-    """3 blocks of 32 threads: the grid-stride loops go round several times on any input."""
-    with host.run_on_cpu(host.HostKernels(library)) as kernels:
-        yield kernels
-
-
 def through_the_harness(test):
     """A test that runs the CUDA launchers on NumPy arrays (the source checks need no build)."""
-    return needs_the_harness(pytest.mark.usefixtures("on_cpu")(test))
+    return pytest.mark.usefixtures("on_harness")(test)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,19 +160,18 @@ def test_gated_pooling_backward_equals_the_cpu_kernel(window, stride, values, dt
 # ---------------------------------------------------------------------------------------------
 # (b) The same bits on every run and for every launch shape.
 
-def each_launch(library, backward):
+def each_launch(harness_library, backward):
     """backward() three times for each launch shape of LAUNCH_SHAPES: a list of three results
     per shape."""
     results = []
     for blocks, threads in LAUNCH_SHAPES:
-        with host.run_on_cpu(host.HostKernels(library, blocks, threads)):
+        with host.run_on_cpu(host.HostKernels(harness_library, blocks, threads)):
             results.append([backward() for _ in range(3)])
     return results
 
 
-@needs_the_harness
 @both_dtypes
-def test_max_pooling_backward_has_the_same_bits_on_every_run(library, dtype):
+def test_max_pooling_backward_has_the_same_bits_on_every_run(harness_library, dtype):
     """3x3 windows at stride 1: every peak gets the gradient of 9 windows, which a scatter
     would add from 9 threads at once."""
     rng = np.random.default_rng(1)
@@ -200,15 +179,14 @@ def test_max_pooling_backward_has_the_same_bits_on_every_run(library, dtype):
     argmax = max_pooled(x, 3, 1, 1, False)
     gy = upstream(argmax.shape, rng, dtype)
     assert order_shows(gy, argmax, 12 * 12)
-    runs = each_launch(library,
+    runs = each_launch(harness_library,
                        lambda: cuda.KERNELS["max_pool2d_backward"](gy, argmax, x.shape[2:]))
     first = runs[0][0]
     assert all(same_bits(first, gx) for shape in runs for gx in shape)
 
 
-@needs_the_harness
 @both_dtypes
-def test_gated_pooling_backward_has_the_same_bits_on_every_run(library, dtype):
+def test_gated_pooling_backward_has_the_same_bits_on_every_run(harness_library, dtype):
     """gx, for any launch shape. The gate's gradient is a block reduction, whose tree depends
     on the block size, which the launcher fixes (the harness shrinks it): the same bits on
     every run of one launch shape."""
@@ -218,7 +196,7 @@ def test_gated_pooling_backward_has_the_same_bits_on_every_run(library, dtype):
     argmax = cpu.KERNELS["gated_max_ave_pool2d_forward"](x, gate, (3, 3), (1, 1), (10, 10))[1]
     gy = upstream(argmax.shape, rng, dtype)
     assert order_shows(gy, argmax, 12 * 12)
-    runs = each_launch(library, lambda: cuda.KERNELS["gated_max_ave_pool2d_backward"](
+    runs = each_launch(harness_library, lambda: cuda.KERNELS["gated_max_ave_pool2d_backward"](
         gy, x, gate, argmax, (3, 3), (1, 1)))
     first_gx = runs[0][0][0]
     assert all(same_bits(first_gx, gx) for shape in runs for gx, _ in shape)
