@@ -34,12 +34,17 @@ tail was half the work: 128 -> 32 channels at batch 8, forward 0.56 -> 0.36 ms, 
 
 **The loop over p** is bound by its loads (one per input and tap, most of them across a 64-byte
 line, as the taps are one element apart) more than by its multiply-adds. So each load serves
-several sums: a pass over p takes one input channel, one kernel row (three taps) and four
-output channels, 3 loads for 12 multiply-adds into 4 rows of acc, with the 12 weights in
-registers. On the 16- and 32-channel ResNet-20 layers that ran 1.4-1.8x faster (one thread)
-than one output channel and all nine taps per pass; four channels and nine taps would need 36
-weights, more than the 32 vector registers. ``conv_small`` pads w with zero filters to a
-multiple of 4 channels.
+several sums: a pass over p takes two input channels, one kernel row (three taps of each) and
+four output channels, 6 loads of X and 4 reads and writes of acc for 24 multiply-adds, with the
+24 weights in registers. On the 16- and 32-channel ResNet-20 layers one input channel and four
+output channels a pass (12 multiply-adds for 3 loads and the same 4 reads and writes of acc)
+ran 1.4-1.8x faster (one thread) than one output channel and all nine taps; the second input
+channel halves the traffic to acc per multiply-add: 8-28% faster again on two cores (DenseNet's
+128 -> 32 layers at batch 8: 56x56 10.7 -> 9.9 ms, 14x14 1.21 -> 0.95 ms, 7x7 0.61 -> 0.44 ms;
+ResNet-20's 32 channels at 16x16 2.33 -> 2.02 ms; min of 21 interleaved runs). Four input
+channels (48 weights, more than the 32 vector registers) were 1.3x slower. ``conv_small`` pads
+w with zero filters to a multiple of 4 output channels and with a zero input channel to an even
+number (a 3-channel image layer then does a third more work: 0.60 -> 0.64 ms at batch 64).
 
 **The backward pass** takes the same loops. dL/dx is a convolution of dL/dy by the filters
 flipped and transposed, padded by 2*d - p: ``conv_small`` again (``Conv2dSmall`` says why).
@@ -76,11 +81,12 @@ def _padded_length(OH, Wp):
 
 
 @njit(cache=True)
-def _on_flat_grid(a, n, top, left, rows, Wp, tail):
-    """The planes of sample n of a: (N, C, H, W) on the flat grid: (C, rows*Wp + tail), with
-    a[n, c, h, w] at (top + h)*Wp + left + w and zeros everywhere else."""
+def _on_flat_grid(a, n, top, left, rows, Wp, tail, planes):
+    """The planes of sample n of a: (N, C, H, W) on the flat grid: (planes, rows*Wp + tail),
+    planes >= C, with a[n, c, h, w] at (top + h)*Wp + left + w and zeros everywhere else
+    (planes C and on are all zeros)."""
     C, H, W = a.shape[1], a.shape[2], a.shape[3]
-    grid = np.zeros((C, rows * Wp + tail), dtype=a.dtype)
+    grid = np.zeros((planes, rows * Wp + tail), dtype=a.dtype)
     for c in range(C):
         for h in range(H):
             # counted with unsigned integers, which lets LLVM vectorise the copy
@@ -123,28 +129,33 @@ def _axpy9(s, a, b):
 @njit(cache=True, fastmath={"contract"})
 def _correlate_sample(x, w, bias, y, n, ph, pw, dh, dw):
     """y[n] = the 3x3 correlation of sample n of x with w, plus bias (see the module); w and
-    bias have a multiple of 4 output channels, y the first y.shape[1] of them."""
+    bias have a multiple of 4 output channels, y the first y.shape[1] of them; w has an even
+    number of input channels, x the first x.shape[1] of them."""
     O, C = w.shape[0], w.shape[1]
     OH, OW = y.shape[2], y.shape[3]
     Wp = x.shape[3] + 2 * pw
     length = _padded_length(OH, Wp)
-    X = _on_flat_grid(x, n, ph, pw, x.shape[2] + 2 * ph, Wp, 2 * dw + length - OH * Wp)
+    X = _on_flat_grid(x, n, ph, pw, x.shape[2] + 2 * ph, Wp, 2 * dw + length - OH * Wp, C)
     acc = np.empty((O, length), dtype=y.dtype)
     for o in range(O):
         acc[o] = bias[o]
-    for c in range(C):
-        for o in range(0, O, 4):  # 4 output channels and 1 kernel row a pass (see the module)
+    for c in range(0, C, 2):
+        for o in range(0, O, 4):  # 2 input and 4 output channels, 1 kernel row a pass
             a0, a1, a2, a3 = acc[o], acc[o + 1], acc[o + 2], acc[o + 3]
             for i in range(3):
                 t0, t1, t2 = _row_views(X, c, i, length, Wp, dh, dw)
+                u0, u1, u2 = _row_views(X, c + 1, i, length, Wp, dh, dw)
                 k0, k1 = _row_weights(w, o, c, i), _row_weights(w, o + 1, c, i)
                 k2, k3 = _row_weights(w, o + 2, c, i), _row_weights(w, o + 3, c, i)
+                m0, m1 = _row_weights(w, o, c + 1, i), _row_weights(w, o + 1, c + 1, i)
+                m2, m3 = _row_weights(w, o + 2, c + 1, i), _row_weights(w, o + 3, c + 1, i)
                 for p in range(length):
-                    e = (t0[p], t1[p], t2[p])
-                    a0[p] += _dot3(k0, e)
-                    a1[p] += _dot3(k1, e)
-                    a2[p] += _dot3(k2, e)
-                    a3[p] += _dot3(k3, e)
+                    e = (t0[p], t1[p], t2[p])  # channel c's three taps at p
+                    f = (u0[p], u1[p], u2[p])  # channel c + 1's
+                    a0[p] += _dot3(k0, e) + _dot3(m0, f)
+                    a1[p] += _dot3(k1, e) + _dot3(m1, f)
+                    a2[p] += _dot3(k2, e) + _dot3(m2, f)
+                    a3[p] += _dot3(k3, e) + _dot3(m3, f)
     for o in range(y.shape[1]):
         for oh in range(OH):
             start = np.uint64(oh * Wp)
@@ -160,8 +171,8 @@ def _weight_grad_sample(x, gy, gw_samples, n, ph, pw, dh, dw):
     O, C, OH = gy.shape[1], x.shape[1], gy.shape[2]
     Wp = x.shape[3] + 2 * pw
     length = _padded_length(OH, Wp)
-    X = _on_flat_grid(x, n, ph, pw, x.shape[2] + 2 * ph, Wp, 2 * dw + length - OH * Wp)
-    G = _on_flat_grid(gy, n, 0, 0, OH, Wp, length - OH * Wp)  # zero at the dropped positions
+    X = _on_flat_grid(x, n, ph, pw, x.shape[2] + 2 * ph, Wp, 2 * dw + length - OH * Wp, C)
+    G = _on_flat_grid(gy, n, 0, 0, OH, Wp, length - OH * Wp, O)  # zero at the dropped positions
     z = gy.dtype.type(0)
     zero = (z, z, z, z, z, z, z, z, z)
     for c in range(C):
@@ -253,11 +264,12 @@ def conv_small(x, w, bias, padding, dilation):
     geometry, (OH, OW) = _geometry("conv_small", x, padding, dilation)
     memory.check_allocation("conv_small", "output", (N, O, OH, OW), x.dtype)
     y = np.empty((N, O, OH, OW), dtype=x.dtype)
-    # The kernel makes four output channels per pass (see the module): zero filters fill up the
-    # last four, and y takes the first O channels.
-    O4 = -(-O // 4) * 4
-    w4, bias4 = np.zeros((O4, C, 3, 3), dtype=x.dtype), np.zeros(O4, dtype=x.dtype)
-    w4[:O], bias4[:O] = w, bias
+    # The kernel takes two input and four output channels per pass (see the module): zero
+    # filters fill up the last four output channels, a zero input channel an odd count (against
+    # zero planes of X), and y takes the first O channels.
+    O4, C2 = -(-O // 4) * 4, -(-C // 2) * 2
+    w4, bias4 = np.zeros((O4, C2, 3, 3), dtype=x.dtype), np.zeros(O4, dtype=x.dtype)
+    w4[:O, :C], bias4[:O] = w, bias
     _correlate(x, w4, bias4, y, *geometry)
     return y
 
