@@ -47,7 +47,7 @@ def small_conv_cases(draw, max_channels=4, max_side=9):
 # padding with dilation, a layer without padding or bias, and one of many input channels.
 LANDMARKS = [make_case(1, 2, 3, 3, 3, (0, 0), (1, 1)),
              make_case(2, 3, 5, 6, 7, (1, 1), (1, 1)),
-             make_case(2, 2, 3, 7, 8, (4, 1), (2, 1)),
+             make_case(3, 2, 3, 7, 8, (4, 1), (2, 1)),
              make_case(2, 4, 2, 8, 5, (0, 0), (1, 1), bias=False),
              make_case(1, 40, 3, 4, 5, (1, 1), (1, 1))]  # many channels in, few out
 
@@ -83,15 +83,19 @@ def reference_values_and_grads(arrays, padding, dilation):
 
 # --- the Function -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("mode", ["serial", "parallel"])
+@pytest.mark.parametrize("mode", ["serial", "parallel", "two samples a task"])
 @pytest.mark.parametrize("dtype, rtol, atol", [(np.float32, 2e-5, 2e-5),
                                                (np.float64, 1e-12, 1e-12)])
 @with_landmarks
 @given(case=small_conv_cases())
 def test_conv_small_equals_the_direct_loops(case, dtype, rtol, atol, mode):
+    """... also with two samples stacked on each task's grid (the last task has one sample when
+    the batch is odd), which the batches here are too small to get by the rule."""
     arrays, padding, dilation = case
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cpu_parallel, "SERIAL_BELOW", {"serial": 2**62, "parallel": 0}[mode])
+        patch.setattr(cpu_parallel, "SERIAL_BELOW", 2**62 if mode == "serial" else 0)
+        if mode == "two samples a task":
+            patch.setattr(kernels, "samples_per_task", lambda N, Hp, Wp: 2)
         got = values_and_grads(small_conv(padding, dilation), arrays, dtype)
     expected = reference_values_and_grads(arrays, padding, dilation)
     for mine, theirs in zip(got, expected, strict=True):
@@ -141,6 +145,22 @@ def test_an_empty_batch_gives_empty_outputs_and_zero_weight_gradients():
     y, gx, gw, gb = values_and_grads(small_conv(padding, dilation), [x, w, b], np.float64)
     assert y.shape == (0, 4, 5, 5) and gx.shape == x.shape
     assert not gw.any() and not gb.any()
+
+
+def test_small_planes_of_a_large_batch_are_stacked_and_stacking_changes_no_output_bit(
+        monkeypatch):
+    """Samples stack until a task's grid holds TASK_POSITIONS positions, keeping MIN_TASKS tasks;
+    every output is the same sum in the same order however many samples a task holds."""
+    assert kernels.samples_per_task(64, 10, 10) == 8       # ResNet-20's 8x8 planes, batch 64
+    assert kernels.samples_per_task(64, 18, 18) == 4       # 16x16: 324 positions, 4 make 1296
+    assert kernels.samples_per_task(64, 34, 34) == 1       # 32x32 planes are large enough
+    assert kernels.samples_per_task(8, 9, 9) == 1          # 8 samples: each its own task
+    assert kernels.samples_per_task(17, 4, 4) == 2         # 17 // MIN_TASKS
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((17, 5, 4, 3)), rng.standard_normal((6, 5, 3, 3))
+    stacked = kernels.conv_small(x, w, None, (1, 1), (1, 1))
+    monkeypatch.setattr(kernels, "samples_per_task", lambda N, Hp, Wp: 1)
+    np.testing.assert_array_equal(stacked, kernels.conv_small(x, w, None, (1, 1), (1, 1)))
 
 
 def test_float32_input_with_float64_weights_computes_in_float64():
@@ -197,11 +217,10 @@ def test_small_conv_applies_up_to_the_channel_limit():
         return small_conv_applies(np.zeros((2, channels, 8, 8)),
                                   np.zeros((out_channels, channels, 3, 3)), 1, 1, 1, 1)
 
-    most_in = conv_small_module.SMALL_CONV_MAX_IN_CHANNELS
     assert applies(most, most) and applies(3, most) and applies(most, 1)
-    assert applies(most_in, most)  # DenseNet's 3x3 layers: 128 -> 32
-    assert not applies(most_in + 1, most) and not applies(most, most + 1)
-    assert not applies(most + 1, most + 1)
+    assert applies(128, 32)  # DenseNet's 3x3 layers
+    assert not applies(most + 1, most) and not applies(most, most + 1)
+    assert not applies(most + 1, 1) and not applies(1, most + 1)
 
 
 def test_small_conv_does_not_apply_where_another_algorithm_is_asked_for():

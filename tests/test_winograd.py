@@ -221,8 +221,8 @@ def test_the_gradient_of_a_sum_is_right_although_it_arrives_as_a_broadcast_view(
         np.testing.assert_allclose(mine, theirs, rtol=1e-12, atol=1e-12)
 
 
-def test_a_layer_of_the_size_auto_picks_equals_float64_im2col_in_float32():
-    """64 channels in two chunks: rounding stays at float32's level, chunks join up."""
+def test_a_64_channel_layer_in_two_chunks_equals_float64_im2col_in_float32():
+    """Rounding stays at float32's level, chunks join up."""
     arrays, padding = make_case(6, 64, 64, 14, 14, 1, seed=3)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(winograd_module, "WINOGRAD_CHUNK_BYTES", 3 * 16 * 64 * 49 * 4)
@@ -250,7 +250,7 @@ def test_an_in_place_change_of_x_after_the_forward_pass_is_detected(x_dtype):
 def test_float32_stays_float32():
     x = cl.tensor(np.ones((4, 64, 12, 12), np.float32), requires_grad=True)
     w = cl.tensor(np.ones((64, 64, 3, 3), np.float32), requires_grad=True)
-    y = F.conv2d(x, w, padding=1)
+    y = winograd_conv(1)(x, w)
     y.sum().backward()
     assert isinstance(y.creator, Conv2dWinograd)
     assert y.dtype == x.grad.dtype == w.grad.dtype == np.float32
@@ -265,23 +265,23 @@ def creator_of(x_shape, w_shape, **kwargs):
 
 
 @pytest.mark.parametrize("x_shape, w_shape, kwargs, expected", [
-    ((4, 64, 12, 12), (64, 64, 3, 3), dict(padding=1), Conv2dWinograd),
-    ((2, 32, 14, 14), (48, 32, 3, 3), dict(), Conv2dWinograd),
-    ((64, 64, 8, 8), (64, 64, 3, 3), dict(padding=1), Conv2dWinograd),
-    ((1, 64, 12, 12), (64, 64, 3, 3), dict(padding=1), Conv2d),
+    ((4, 256, 28, 28), (256, 256, 3, 3), dict(padding=1), Conv2dWinograd),
+    ((2, 160, 30, 30), (192, 160, 3, 3), dict(), Conv2dWinograd),
+    ((32, 256, 8, 8), (256, 256, 3, 3), dict(padding=1), Conv2dWinograd),
+    ((1, 256, 12, 12), (256, 256, 3, 3), dict(padding=1), Conv2d),
     ((4, 512, 14, 14), (512, 512, 3, 3), dict(padding=1), Conv2d),
-    ((1, 64, 12, 12), (64, 64, 3, 3), dict(stride=2, padding=1), Conv2d),
-    ((1, 64, 12, 12), (64, 64, 3, 3), dict(dilation=2, padding=2), Conv2d),
+    ((1, 256, 12, 12), (256, 256, 3, 3), dict(stride=2, padding=1), Conv2d),
+    ((1, 256, 12, 12), (256, 256, 3, 3), dict(dilation=2, padding=2), Conv2d),
     ((1, 32, 12, 12), (32, 16, 3, 3), dict(groups=2, padding=1), Conv2d),
     ((1, 32, 12, 12), (32, 32, 5, 5), dict(padding=2), Conv2d),
     ((1, 32, 12, 12), (32, 32, 1, 1), dict(), Conv2dPointwise),
-    ((1, 64, 12, 12), (16, 64, 3, 3), dict(padding=1), Conv2dSmall),  # few outputs
-    ((1, 16, 12, 12), (64, 16, 3, 3), dict(padding=1), Conv2d),
-    ((8, 64, 9, 9), (64, 64, 3, 3), dict(), Conv2d),
-    ((16, 64, 12, 7), (64, 64, 3, 3), dict(padding=1), Conv2d),
+    ((1, 64, 12, 12), (64, 64, 3, 3), dict(padding=1), Conv2dSmall),  # up to 128 channels
+    ((1, 16, 12, 12), (256, 16, 3, 3), dict(padding=1), Conv2d),
+    ((8, 256, 9, 9), (256, 256, 3, 3), dict(), Conv2d),
+    ((16, 256, 12, 7), (256, 256, 3, 3), dict(padding=1), Conv2d),
 ], ids=["3x3", "3x3-no-padding", "8x8-output-large-batch", "too-few-tiles",
         "too-few-tiles-for-512-channels", "strided", "dilated", "grouped", "5x5", "1x1",
-        "few-output-channels", "few-input-channels", "7x7-output", "12x7-output"])
+        "at-most-128-channels", "few-input-channels", "7x7-output", "12x7-output"])
 def test_conv2d_takes_winograd_exactly_where_it_applies(x_shape, w_shape, kwargs, expected):
     assert creator_of(x_shape, w_shape, **kwargs) is expected
 
@@ -292,7 +292,7 @@ def test_the_algorithm_can_be_chosen():
     with backend.conv_algorithm("winograd"):
         assert creator_of(*shapes) is Conv2dWinograd
         assert creator_of(*shapes, stride=2) is Conv2d  # Winograd cannot do it
-    large = ((4, 64, 14, 14), (64, 64, 3, 3))
+    large = ((4, 256, 30, 30), (256, 256, 3, 3))
     assert creator_of(*large) is Conv2dWinograd
     with backend.conv_algorithm("im2col"):
         assert creator_of(*large) is Conv2d

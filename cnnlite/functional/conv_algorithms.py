@@ -9,8 +9,8 @@ algorithm       Function                     layers it takes on the CPU (numba b
 ==============  ===========================  ================================================
 depthwise       ``Conv2dDepthwise``          groups == C == O (one filter per channel)
 pointwise       ``Conv2dPointwise``          1x1 kernels without padding, one group
-small           ``Conv2dSmall``              3x3, stride 1, one group, <= 32 channels out
-                                             and <= 128 in (``small_conv_applies``)
+small           ``Conv2dSmall``              3x3, stride 1, one group, <= 128 channels in
+                                             and out (``small_conv_applies``)
 winograd        ``Conv2dWinograd``           3x3, stride 1, one group, >= 32 channels in and
                                              out, outputs >= 8 px, 2x2 output tiles >= 1.5x
                                              the channels (``winograd_applies``)

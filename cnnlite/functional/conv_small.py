@@ -1,5 +1,5 @@
-"""conv2d by the direct 3x3 convolution: the CPU fast path of 3x3, stride-1 layers with few
-channels (CIFAR ResNet-20's 16- and 32-channel stages).
+"""conv2d by the direct 3x3 convolution: the CPU fast path of 3x3, stride-1 layers with up to
+128 channels (CIFAR ResNet-20's three stages, ResNet-18's first two, DenseNet's 3x3 layers).
 
 im2col + GEMM does badly there: the column matrix is 9x the input (37 MB at batch 64, 16
 channels of 32x32), written fresh and read back from memory every call, and its products have
@@ -22,18 +22,17 @@ __all__ = ["Conv2dSmall", "small_conv_applies"]
 #: and output channels. Measured at batch 64, float32, forward + backward on 2 cores, against
 #: what conv2d took before (im2col; Winograd from 32 channels and 12 px), min of 5 rounds of
 #: medians of 7: 16 channels at 32x32 4.8x faster (39.5 -> 8.2 ms), at 16x16 2.2x, at 8x8 1.9x;
-#: the 3 -> 16 input layer at 32x32 4.1x; 32 channels at 32x32 3.1x, at 16x16 2.0x, at 8x8 1.5x
-#: (0.95x on one core). From 48 channels on, one core is 5-10% slower than before (BLAS's long
-#: products pay there) and two gained 1.2-1.5x only within the spread of a shared machine; at
-#: 64 channels of 8x8 both are slower (0.9x). Those layers stay with im2col and Winograd.
-SMALL_CONV_MAX_CHANNELS = 32
-
-#: With at most ``SMALL_CONV_MAX_CHANNELS`` output channels, the direct convolution also takes up
-#: to this many input channels: DenseNet's 3x3 layers (128 -> 32) give Winograd's 16 products
-#: only 32 rows, too short for BLAS. Measured at batch 8, float32, forward + backward on 2 cores,
-#: each algorithm's runs interleaved, min of 5: at 56x56 90-94 ms against Winograd's 115-127 ms,
-#: at 28x28 25.5 against 47-55 ms, at 14x14 even (6.3-7.2 against 7.1-7.5 ms).
-SMALL_CONV_MAX_IN_CHANNELS = 128
+#: the 3 -> 16 input layer at 32x32 4.1x; 32 channels at 32x32 3.1x, at 16x16 2.0x, at 8x8 1.5x.
+#: Since the kernel takes two input channels a pass and stacks the samples of small planes, it
+#: also beats Winograd and im2col from 64 to 128 channels (2 cores, min of 7 interleaved, forward
+#: / forward + backward, ms): ResNet-20's 64 -> 64 at 8x8, batch 64, 3.7 / 11.5 against 6.2 /
+#: 14.9; ResNet-18's 64 -> 64 at 56x56, batch 8, 13.0 / 40 against 25 / 66, its 128 -> 128 at
+#: 28x28 14.3 / 44 against 17.9 / 48; VGG-16's 64 -> 128 at 112x112, batch 4, 53 / 156 against
+#: 66 / 181. Its forward wins on every layer up to 128 channels measured; forward + backward is
+#: up to 5% slower on three (VGG-16's 64 -> 64 at 224x224, 128 -> 128 at 112x112; 128 -> 128 at
+#: 14x14, batch 8), where its weight gradient reads planes larger than the caches. At 256
+#: channels (14x14, batch 8) Winograd is faster both ways (forward + backward 51 against 56 ms).
+SMALL_CONV_MAX_CHANNELS = 128
 
 
 def small_conv_applies(x, w, stride, padding, dilation, groups) -> bool:
@@ -43,9 +42,8 @@ def small_conv_applies(x, w, stride, padding, dilation, groups) -> bool:
     dilation (so that dL/dx is a convolution of the same kind, see ``Conv2dSmall``), on a
     backend that has the kernel (the numba CPU backend, outside ``backend.use_reference()``),
     with no algorithm forced by ``backend.conv_algorithm`` ("im2col" turns every fast path off,
-    "winograd" asks for Winograd), and few enough channels to gain
-    (``SMALL_CONV_MAX_CHANNELS`` out, ``SMALL_CONV_MAX_IN_CHANNELS`` in). Anything malformed
-    returns False: the im2col Function then reports the error.
+    "winograd" asks for Winograd), and few enough channels to gain (``SMALL_CONV_MAX_CHANNELS``,
+    in and out). Anything malformed returns False: the im2col Function then reports the error.
     """
     if backend.preferred_conv_algorithm() != "auto" or not backend.has_kernel("conv_small", x):
         return False
@@ -54,8 +52,7 @@ def small_conv_applies(x, w, stride, padding, dilation, groups) -> bool:
     if checked_layer(Conv2dSmall, x, w, stride, padding, dilation, groups) is None:
         return False
     out_channels, in_channels = w.shape[:2]
-    return (out_channels <= SMALL_CONV_MAX_CHANNELS
-            and in_channels <= SMALL_CONV_MAX_IN_CHANNELS)
+    return max(out_channels, in_channels) <= SMALL_CONV_MAX_CHANNELS
 
 
 class Conv2dSmall(Conv2d):
