@@ -167,14 +167,15 @@ def test_expand_shows_inside_one_block(resnet, no_dot):
     drawing = draw_graph(output, model=model, expand=["layer1.0"], engine="dot-source")
     inside = sorted(n.title for n in drawing.nodes
                     if any(d == "in layer1.0" or d.startswith("in layer1.0.") for d in n.details))
-    assert inside == ["Add", "BatchNorm", "BatchNorm", "Conv2d", "Conv2d", "ReLU", "ReLU"]
+    # its 64-channel 3x3 layers run as the direct convolution (conv_algorithms.py)
+    assert inside == ["Add", "BatchNorm", "BatchNorm", "Conv2dSmall", "Conv2dSmall", "ReLU", "ReLU"]
     assert "layer1.0 (BasicBlock)" not in [n.title for n in drawing.nodes]
     assert "layer1.1 (BasicBlock)" in [n.title for n in drawing.nodes]
     assert "layer1.0.conv1.weight" in [n.title for n in drawing.nodes]
     # the shortcut: the block's input goes both to conv1 and to the add
     pool = node(drawing, "MaxPool2d").id
     assert {title_of(drawing, e.target) for e in drawing.edges if e.source == pool} == {
-        "Conv2d", "Add"}
+        "Conv2dSmall", "Add"}
 
 
 def test_collapse_false_draws_every_op(resnet, no_dot):
