@@ -95,7 +95,7 @@ def test_conv_small_equals_the_direct_loops(case, dtype, rtol, atol, mode):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cpu_parallel, "SERIAL_BELOW", 2**62 if mode == "serial" else 0)
         if mode == "two samples a task":
-            patch.setattr(kernels, "samples_per_task", lambda N, Hp, Wp: 2)
+            patch.setattr(kernels, "samples_per_task", lambda *shape_and_threads: 2)
         got = values_and_grads(small_conv(padding, dilation), arrays, dtype)
     expected = reference_values_and_grads(arrays, padding, dilation)
     for mine, theirs in zip(got, expected, strict=True):
@@ -149,17 +149,21 @@ def test_an_empty_batch_gives_empty_outputs_and_zero_weight_gradients():
 
 def test_small_planes_of_a_large_batch_are_stacked_and_stacking_changes_no_output_bit(
         monkeypatch):
-    """Samples stack until a task's grid holds TASK_POSITIONS positions, keeping MIN_TASKS tasks;
-    every output is the same sum in the same order however many samples a task holds."""
-    assert kernels.samples_per_task(64, 10, 10) == 8       # ResNet-20's 8x8 planes, batch 64
-    assert kernels.samples_per_task(64, 18, 18) == 4       # 16x16: 324 positions, 4 make 1296
-    assert kernels.samples_per_task(64, 34, 34) == 1       # 32x32 planes are large enough
-    assert kernels.samples_per_task(8, 9, 9) == 1          # 8 samples: each its own task
-    assert kernels.samples_per_task(17, 4, 4) == 2         # 17 // MIN_TASKS
+    """Samples stack until a task's grid holds TASK_POSITIONS positions, keeping TASKS_PER_THREAD
+    tasks a thread; every output is the same sum in the same order however many samples a task
+    holds."""
+    stack = kernels.samples_per_task
+    assert stack(64, 10, 10, threads=2) == 8       # ResNet-20's 8x8 planes, batch 64, 2 cores
+    assert stack(64, 10, 10, threads=16) == 1      # 16 threads: every sample a task of its own
+    assert stack(64, 18, 18, threads=2) == 4       # 16x16: 324 positions, 4 make 1296
+    assert stack(64, 34, 34, threads=2) == 1       # 32x32 planes are large enough
+    assert stack(8, 9, 9, threads=1) == 2          # 8 // TASKS_PER_THREAD
+    assert stack(8, 9, 9, threads=2) == 1          # 8 samples, 8 tasks
     rng = np.random.default_rng(3)
     x, w = rng.standard_normal((17, 5, 4, 3)), rng.standard_normal((6, 5, 3, 3))
+    monkeypatch.setattr(kernels, "samples_per_task", lambda *shape_and_threads: 3)  # 5 x 3 + 2
     stacked = kernels.conv_small(x, w, None, (1, 1), (1, 1))
-    monkeypatch.setattr(kernels, "samples_per_task", lambda N, Hp, Wp: 1)
+    monkeypatch.setattr(kernels, "samples_per_task", lambda *shape_and_threads: 1)
     np.testing.assert_array_equal(stacked, kernels.conv_small(x, w, None, (1, 1), (1, 1)))
 
 

@@ -41,8 +41,10 @@ on one grid, sample s's padded planes Hp rows below sample s - 1's::
 and the same formula serves all of them: output (s, oh, ow) sits at p = (s*Hp + oh)*Wp + ow
 and reads its taps inside its own sample's rows; the Hp - OH rows between two samples' outputs
 are computed and dropped like the wrapped positions. ``samples_per_task`` stacks samples until
-a grid holds ``TASK_POSITIONS`` positions, keeping at least ``MIN_TASKS`` tasks for the cores.
-An output is the same sum in the same order either way (a test compares the bits). ResNet-20's
+a grid holds ``TASK_POSITIONS`` positions, keeping ``TASKS_PER_THREAD`` tasks for each of
+numba's threads (a machine with more cores stacks less). An output is the same sum in the same
+order either way (a test compares the bits); dL/dw adds its tasks' parts in other groups, which
+changes its rounding only. ResNet-20's
 64 channels of 8x8 at batch 64 (8 samples a task), forward 5.6 -> 4.0 ms, weight gradient
 6.5 -> 4.2 ms; 32 channels of 16x16 (4 a task) 3.4 -> 3.1 and 3.5 -> 3.1 ms.
 
@@ -73,8 +75,10 @@ loaded for p serve 18 multiply-adds, into sums that stay in registers.
 **Parallel.** ``prange`` runs over the tasks (a sample each, or a stack). A task writes its own
 samples of y (or dL/dx), or its own samples' part of dL/dw into ``gw_tasks[task]``; the parts
 are summed afterwards (one addition per weight and task, against OH*OW multiply-adds per sample
-to make each part). No two tasks write the same memory. Small inputs run on the calling thread (``cnnlite.cpu.parallel``).
+to make each part). No two tasks write the same memory. Small inputs run on the calling thread
+(``cnnlite.cpu.parallel``).
 """
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -229,15 +233,17 @@ def _weight_grad_kernel(x, gy, gw_tasks, stack, ph, pw, dh, dw):
 #: A task stacks samples on its flat grid until it holds at least this many positions
 #: (padded planes), ...
 TASK_POSITIONS = 1024
-#: ... as long as the batch still makes this many tasks.
-MIN_TASKS = 8
+#: ... as long as the batch still makes this many tasks for each of numba's threads (8 tasks on
+#: 2 threads: ResNet-20's batch of 64 stacks 8 samples of 8x8 a task).
+TASKS_PER_THREAD = 4
 
 
-def samples_per_task(N, Hp, Wp):
-    """How many samples of a batch of N with padded planes Hp x Wp one task stacks (see the
-    module): 1 for planes of TASK_POSITIONS or more, or a batch of less than 2*MIN_TASKS."""
+def samples_per_task(N, Hp, Wp, threads):
+    """How many samples of a batch of N with padded planes Hp x Wp one task stacks, with
+    ``threads`` threads to share the tasks (see the module): 1 for planes of TASK_POSITIONS or
+    more, or for a batch of less than 2 * TASKS_PER_THREAD * threads."""
     wanted = -(-TASK_POSITIONS // (Hp * Wp))
-    return max(1, min(wanted, N // MIN_TASKS))
+    return max(1, min(wanted, N // (TASKS_PER_THREAD * threads)))
 
 
 #: The kernels' work for ``serial_when_small``: this many multiply-adds count as one array
@@ -307,7 +313,8 @@ def conv_small(x, w, bias, padding, dilation):
     w4, bias4 = np.zeros((O4, C2, 3, 3), dtype=x.dtype), np.zeros(O4, dtype=x.dtype)
     w4[:O, :C], bias4[:O] = w, bias
     ph, pw = geometry[:2]
-    stack = samples_per_task(N, x.shape[2] + 2 * ph, x.shape[3] + 2 * pw)
+    stack = samples_per_task(N, x.shape[2] + 2 * ph, x.shape[3] + 2 * pw,
+                             numba.get_num_threads())
     _correlate(x, w4, bias4, y, stack, *geometry)
     return y
 
@@ -324,7 +331,8 @@ def conv_small_weight_grad(x, gy, padding, dilation):
                       f"{(N, O) + out} for x {tuple(x.shape)}, padding {geometry[:2]} and "
                       f"dilation {geometry[2:]}, got gy {tuple(gy.shape)}")
     ph, pw = geometry[:2]
-    stack = samples_per_task(N, x.shape[2] + 2 * ph, x.shape[3] + 2 * pw)
+    stack = samples_per_task(N, x.shape[2] + 2 * ph, x.shape[3] + 2 * pw,
+                             numba.get_num_threads())
     tasks = -(-N // stack)
     memory.check_allocation("conv_small_weight_grad", "weight gradient of every task",
                             (tasks, O, C, 9), x.dtype)
