@@ -38,15 +38,15 @@ on one grid, sample s's padded planes Hp rows below sample s - 1's::
 
     X[c, (s*Hp + h)*Wp + w] = x_pad[first + s, c, h, w]
 
-and the same formula serves all of them: output (s, oh, ow) sits at p = (s*Hp + oh)*Wp + ow
-and reads its taps inside its own sample's rows; the Hp - OH rows between two samples' outputs
-are computed and dropped like the wrapped positions. ``samples_per_task`` stacks samples until
-a grid holds ``TASK_POSITIONS`` positions, keeping ``TASKS_PER_THREAD`` tasks for each of
-numba's threads (a machine with more cores stacks less). An output is the same sum in the same
-order either way (a test compares the bits); dL/dw adds its tasks' parts in other groups, which
-changes its rounding only. ResNet-20's
-64 channels of 8x8 at batch 64 (8 samples a task), forward 5.6 -> 4.0 ms, weight gradient
-6.5 -> 4.2 ms; 32 channels of 16x16 (4 a task) 3.4 -> 3.1 and 3.5 -> 3.1 ms.
+and the same formula serves all of them: output (s, oh, ow) sits at p = (s*Hp + oh)*Wp + ow and
+reads its taps inside its own sample's rows; the Hp - OH rows between two samples' outputs are
+computed and dropped like the wrapped positions. ``samples_per_task`` stacks samples until a
+grid holds ``TASK_POSITIONS`` positions, keeping ``TASKS_PER_THREAD`` tasks for each of numba's
+threads (a machine with more cores stacks less). An output is the same sum in the same order
+either way (a test compares the bits); dL/dw adds its tasks' parts in other groups, which
+changes its rounding only. ResNet-20's 64 channels of 8x8 at batch 64 (8 samples a task),
+forward 5.6 -> 4.0 ms, weight gradient 6.5 -> 4.2 ms; 32 channels of 16x16 (4 a task) 3.4 -> 3.1
+and 3.5 -> 3.1 ms.
 
 **The loop over p** is bound by its loads (one per input and tap, most of them across a 64-byte
 line, as the taps are one element apart) more than by its multiply-adds. So each load serves
@@ -68,9 +68,9 @@ dL/dw is a sum over samples and positions of dL/dy times the tap views::
 
     dL/dw[o, c, i, j] = sum_n sum_p G[o, p] * X[c, p + i*dh*Wp + j*dw]
 
-with G a task's dL/dy on the flat grid, zero at the dropped positions. The nine
-sums of two output channels are taken in one pass over p: the nine inputs and two gradients
-loaded for p serve 18 multiply-adds, into sums that stay in registers.
+with G a task's dL/dy on the flat grid, zero at the dropped positions. The nine sums of two
+output channels are taken in one pass over p: the nine inputs and two gradients loaded for p
+serve 18 multiply-adds, into sums that stay in registers.
 
 **Parallel.** ``prange`` runs over the tasks (a sample each, or a stack). A task writes its own
 samples of y (or dL/dx), or its own samples' part of dL/dw into ``gw_tasks[task]``; the parts
@@ -246,6 +246,14 @@ def samples_per_task(N, Hp, Wp, threads):
     return max(1, min(wanted, N // (TASKS_PER_THREAD * threads)))
 
 
+def _stack(x, geometry):
+    """``samples_per_task`` for x: (N, C, H, W) padded by geometry's (ph, pw), on numba's
+    threads."""
+    ph, pw = geometry[:2]
+    return samples_per_task(x.shape[0], x.shape[2] + 2 * ph, x.shape[3] + 2 * pw,
+                            numba.get_num_threads())
+
+
 #: The kernels' work for ``serial_when_small``: this many multiply-adds count as one array
 #: element of a memory-bound kernel. Counting elements alone, a layer of 128 -> 32 channels at
 #: 28x28 (1e6 elements, 3-8 ms at batch 8) ran beside OpenBLAS's spinning workers. The number
@@ -312,10 +320,7 @@ def conv_small(x, w, bias, padding, dilation):
     O4, C2 = -(-O // 4) * 4, -(-C // 2) * 2
     w4, bias4 = np.zeros((O4, C2, 3, 3), dtype=x.dtype), np.zeros(O4, dtype=x.dtype)
     w4[:O, :C], bias4[:O] = w, bias
-    ph, pw = geometry[:2]
-    stack = samples_per_task(N, x.shape[2] + 2 * ph, x.shape[3] + 2 * pw,
-                             numba.get_num_threads())
-    _correlate(x, w4, bias4, y, stack, *geometry)
+    _correlate(x, w4, bias4, y, _stack(x, geometry), *geometry)
     return y
 
 
@@ -330,9 +335,7 @@ def conv_small_weight_grad(x, gy, padding, dilation):
         raise OpError(f"conv_small_weight_grad: expected gy of shape (N, O, OH, OW) = "
                       f"{(N, O) + out} for x {tuple(x.shape)}, padding {geometry[:2]} and "
                       f"dilation {geometry[2:]}, got gy {tuple(gy.shape)}")
-    ph, pw = geometry[:2]
-    stack = samples_per_task(N, x.shape[2] + 2 * ph, x.shape[3] + 2 * pw,
-                             numba.get_num_threads())
+    stack = _stack(x, geometry)
     tasks = -(-N // stack)
     memory.check_allocation("conv_small_weight_grad", "weight gradient of every task",
                             (tasks, O, C, 9), x.dtype)
